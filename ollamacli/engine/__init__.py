@@ -1,0 +1,1 @@
+"""Inference: the engine seam, options, chat templates, and the llama.cpp adapter."""

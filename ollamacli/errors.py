@@ -1,0 +1,230 @@
+"""Every error ollamacli raises on purpose.
+
+The core raises only these; the CLI, the REPL and the server each translate them in one place.
+Real bugs are left to propagate as whatever Python raised.
+
+    OllamaCliError                      base; .hint (what to do next, shown as a second line)
+    ├── InvalidModelNameError(ValueError)
+    ├── ModelfileError(ValueError)        .path, .line
+    ├── InvalidOptionError(ValueError)    .option
+    ├── InvalidRequestError(ValueError)   a malformed request or argument
+    ├── ModelNotFoundError(LookupError)   .name
+    ├── UnsupportedModelError             .architecture (preflight refuses an unloadable GGUF)
+    ├── StoreError
+    │   ├── DigestMismatchError           .expected, .actual
+    │   ├── BlobNotFoundError(LookupError).digest
+    │   └── DiskFullError
+    ├── RegistryError                     .url, .status
+    │   ├── ManifestNotFoundError(LookupError)
+    │   └── DownloadError                 (after retries are exhausted)
+    ├── EngineError
+    │   ├── ModelLoadError                .path
+    │   ├── TemplateError
+    │   └── ContextLengthExceededError    .n_ctx, .requested
+    ├── ServerBusyError                   the request queue is full
+    ├── ServerNotRunningError             .host
+    ├── DatasetError(ValueError)          .location (fine-tuning data)
+    └── OptionalDependencyError           .extra
+"""
+
+from __future__ import annotations
+
+
+class OllamaCliError(Exception):
+    """Base of every error ollamacli raises deliberately."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidModelNameError(OllamaCliError, ValueError):
+    """A model name that does not parse as `[host/][namespace/]model[:tag]`."""
+
+    def __init__(self, name: str, *, reason: str = "") -> None:
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"invalid model name {name!r}{detail}",
+            hint="names look like 'model', 'model:tag', 'namespace/model:tag' or "
+            "'host/namespace/model:tag', using letters, digits, '_', '-' and '.'",
+        )
+        self.name = name
+
+
+class ModelfileError(OllamaCliError, ValueError):
+    """A Modelfile that cannot be parsed or validated; names the file and line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "Modelfile",
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message, hint=hint)
+        self.path = path
+        self.line = line
+        self.detail = message
+
+
+class InvalidOptionError(OllamaCliError, ValueError):
+    """An unknown or mistyped generation option (PARAMETER, /set parameter, API options)."""
+
+    def __init__(self, message: str, *, option: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.option = option
+
+
+class InvalidRequestError(OllamaCliError, ValueError):
+    """A malformed request: missing fields, bad combinations, bad values."""
+
+
+class ModelNotFoundError(OllamaCliError, LookupError):
+    """No model with this name in the local store."""
+
+    def __init__(self, name: str, *, message: str | None = None) -> None:
+        super().__init__(
+            message or f"model '{name}' not found",
+            hint=f"pull it first with 'ollamacli pull {name}', or see 'ollamacli list'",
+        )
+        self.name = name
+
+
+class UnsupportedModelError(OllamaCliError):
+    """A GGUF whose architecture the engine cannot load."""
+
+    def __init__(self, architecture: str) -> None:
+        super().__init__(
+            f'architecture "{architecture}" is not supported by this engine',
+            hint="pick a GGUF with a llama.cpp-supported architecture (llama, qwen2, gemma, ...)",
+        )
+        self.architecture = architecture
+
+
+class StoreError(OllamaCliError):
+    """Something wrong with the local model store."""
+
+
+class DigestMismatchError(StoreError):
+    """Content whose sha256 differs from the digest it was announced with."""
+
+    def __init__(self, expected: str, actual: str, *, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"digest mismatch, file must be downloaded again: want {expected}, got {actual}",
+            hint="the data was removed; run the command again",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobNotFoundError(StoreError, LookupError):
+    """A manifest refers to a blob that is not in the store."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(
+            f'blob "{digest}" not found',
+            hint="the store is incomplete; pull or create the model again",
+        )
+        self.digest = digest
+
+
+class DiskFullError(StoreError):
+    """No space left while writing into the store."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no space left on device while writing {path}",
+            hint="free some disk space (or point OLLAMA_MODELS elsewhere) and try again; "
+            "nothing was changed in the store",
+        )
+        self.path = path
+
+
+class RegistryError(OllamaCliError):
+    """A registry (Ollama or Hugging Face) answered with an error or could not be reached."""
+
+    def __init__(
+        self, message: str, *, url: str = "", status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.status = status
+
+
+class ManifestNotFoundError(RegistryError, LookupError):
+    """The registry has no manifest for this name."""
+
+
+class DownloadError(RegistryError):
+    """A download that failed after all retries."""
+
+
+class EngineError(OllamaCliError):
+    """The inference engine failed."""
+
+
+class ModelLoadError(EngineError):
+    """llama.cpp could not load a model file."""
+
+    def __init__(self, message: str, *, path: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class TemplateError(EngineError):
+    """A chat template that cannot be parsed or rendered."""
+
+
+class ContextLengthExceededError(EngineError):
+    """The prompt does not fit in the context window (and truncation was refused)."""
+
+    def __init__(self, *, n_ctx: int, requested: int) -> None:
+        super().__init__(
+            f"the input length exceeds the context length: {requested} tokens > num_ctx {n_ctx}",
+            hint="shorten the conversation, raise num_ctx, or allow truncation",
+        )
+        self.n_ctx = n_ctx
+        self.requested = requested
+
+
+class ServerBusyError(OllamaCliError):
+    """Too many requests are already waiting."""
+
+    def __init__(self) -> None:
+        super().__init__("server busy, please try again.  maximum pending requests exceeded")
+
+
+class ServerNotRunningError(OllamaCliError):
+    """No ollamacli server answers at the configured address."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            "could not connect to ollamacli server, run 'ollamacli serve' to start it",
+            hint=f"looked for it at {host} (set OLLAMA_HOST to use another address)",
+        )
+        self.host = host
+
+
+class DatasetError(OllamaCliError, ValueError):
+    """A fine-tuning dataset that cannot be used; names the line or index."""
+
+    def __init__(self, message: str, *, location: str = "") -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.location = location
+
+
+class OptionalDependencyError(OllamaCliError):
+    """A feature that needs an optional extra which is not installed."""
+
+    def __init__(self, feature: str, *, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs extra packages: pip install 'ollamacli[{extra}]'",
+        )
+        self.extra = extra

@@ -1,0 +1,1 @@
+"""Fine-tuning: datasets, training with transformers + peft, and export to GGUF."""

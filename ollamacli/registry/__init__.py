@@ -1,0 +1,1 @@
+"""Where models come from: bundled wheels, the Ollama registry, Hugging Face."""

