@@ -24,6 +24,7 @@ Real bugs are left to propagate as whatever Python raised.
     ├── ServerBusyError                   the request queue is full
     ├── ServerNotRunningError             .host
     ├── DatasetError(ValueError)          .location (fine-tuning data)
+    ├── FinetuneError                     training or adapter conversion cannot proceed
     └── OptionalDependencyError           .extra
 """
 
@@ -218,6 +219,10 @@ class DatasetError(OllamaCliError, ValueError):
     def __init__(self, message: str, *, location: str = "") -> None:
         super().__init__(f"{location}: {message}" if location else message)
         self.location = location
+
+
+class FinetuneError(OllamaCliError):
+    """Fine-tuning or adapter conversion that cannot proceed with this model or adapter."""
 
 
 class OptionalDependencyError(OllamaCliError):
