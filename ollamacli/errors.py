@@ -22,7 +22,10 @@ Real bugs are left to propagate as whatever Python raised.
     │   ├── TemplateError
     │   └── ContextLengthExceededError    .n_ctx, .requested
     ├── ServerBusyError                   the request queue is full
+    ├── RequestCancelledError             the client went away or the server is stopping
     ├── ServerNotRunningError             .host
+    ├── ServerResponseError               .status (a running server answered with an error)
+    ├── ServeError                        .address (the server could not start listening)
     ├── DatasetError(ValueError)          .location (fine-tuning data)
     ├── FinetuneError                     training or adapter conversion cannot proceed
     └── OptionalDependencyError           .extra
@@ -202,6 +205,13 @@ class ServerBusyError(OllamaCliError):
         super().__init__("server busy, please try again.  maximum pending requests exceeded")
 
 
+class RequestCancelledError(OllamaCliError):
+    """A request given up before it was served (client disconnected, server shutting down)."""
+
+    def __init__(self, message: str = "request canceled") -> None:
+        super().__init__(message)
+
+
 class ServerNotRunningError(OllamaCliError):
     """No ollamacli server answers at the configured address."""
 
@@ -211,6 +221,25 @@ class ServerNotRunningError(OllamaCliError):
             hint=f"looked for it at {host} (set OLLAMA_HOST to use another address)",
         )
         self.host = host
+
+
+class ServerResponseError(OllamaCliError):
+    """A running ollamacli server answered a client request with an error status."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class ServeError(OllamaCliError):
+    """`serve` could not listen on its address."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"could not listen on {address}: {reason}",
+            hint="is another server running there? stop it or set OLLAMA_HOST to another address",
+        )
+        self.address = address
 
 
 class DatasetError(OllamaCliError, ValueError):

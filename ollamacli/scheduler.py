@@ -1,10 +1,13 @@
 """The loaded-model cache: load on demand, serialise access, keep models for `keep_alive`.
 
 An engine instance serves one generation at a time (llama-cpp-python is not thread-safe), so
-each loaded model has `num_parallel` instances and a request borrows one. Requests beyond the
-free instances wait in a bounded queue; past `max_queue` they are refused with
-`ServerBusyError`. At most `max_loaded` models stay resident; the least recently used idle one
-is evicted first. An idle model is unloaded when its keep-alive runs out.
+each loaded model has up to `num_parallel` instances and a request borrows one. Requests that
+cannot be served at once wait in a bounded queue, first come first served per model; past
+`max_queue` waiting requests they are refused with `ServerBusyError`, as Ollama's scheduler
+does (server/sched.go). At most `max_loaded` models stay resident; the least recently used
+idle one is evicted to make room. A model whose last request finished is unloaded when its
+keep-alive runs out: `start()` runs a reaper thread so that happens even when no other
+request arrives. Loading happens outside the lock, so other models keep serving meanwhile.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
-from ollamacli.engine.base import Engine, EngineFactory, LoadConfig
-from ollamacli.errors import ServerBusyError
+from ollamacli.engine.base import CancelToken, Engine, EngineFactory, LoadConfig
+from ollamacli.errors import RequestCancelledError, ServerBusyError
 
 logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.1  # how often a waiting request looks at its CancelToken
+_REAPER_MAX_SLEEP = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,17 @@ class LoadedInfo:
     busy: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What a caller asked `use` for."""
+
+    config: LoadConfig
+    name: str
+    digest: str
+    size: int
+    keep_alive: float | None
+
+
 @dataclass(eq=False)
 class _Slot:
     """One resident model: its instances and bookkeeping."""
@@ -55,9 +73,18 @@ class _Slot:
     instances: list[Engine] = field(default_factory=list)
     free: list[Engine] = field(default_factory=list)
     busy: int = 0
+    growing: int = 0
     keep_alive: float = 300.0
     last_used: float = 0.0
     expires_at: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to do for a request once it may proceed."""
+
+    kind: Literal["take", "grow", "load"]
+    slot: _Slot | None = None
 
 
 class Scheduler:
@@ -81,9 +108,26 @@ class Scheduler:
         self._clock = clock
         self._wall = time.time
         self._slots: dict[LoadConfig, _Slot] = {}
-        self._lock = threading.Condition()
-        self._waiting = 0
         self._loading: set[LoadConfig] = set()
+        self._queue: list[_Request] = []  # waiting requests, oldest first
+        self._lock = threading.Condition()
+        self._closed = False
+        self._reaper: threading.Thread | None = None
+
+    @property
+    def default_keep_alive(self) -> float:
+        """The keep-alive used when a request does not set one (`OLLAMA_KEEP_ALIVE`)."""
+        return self._default_keep_alive
+
+    def start(self) -> None:
+        """Start the reaper thread that unloads models whose keep-alive ran out."""
+        with self._lock:
+            if self._reaper is not None or self._closed:
+                return
+            self._reaper = threading.Thread(
+                target=self._reap, name="ollamacli-scheduler-reaper", daemon=True
+            )
+            self._reaper.start()
 
     @contextmanager
     def use(
@@ -94,105 +138,143 @@ class Scheduler:
         digest: str = "",
         size: int = 0,
         keep_alive: float | None = None,
+        cancel: CancelToken | None = None,
     ) -> Iterator[Lease]:
-        """Borrow an instance of a model, loading it first if needed."""
-        engine, load_ns = self._acquire(config, name, digest, size, keep_alive)
+        """Borrow an instance of a model, loading it first if needed.
+
+        Raises:
+            ServerBusyError: `max_queue` requests are already waiting.
+            RequestCancelledError: `cancel` fired, or the scheduler closed, while waiting.
+        """
+        request = _Request(config, name, digest, size, keep_alive)
+        engine, load_ns = self._acquire(request, cancel)
         try:
             yield Lease(engine=engine, load_duration=load_ns, config=config)
         finally:
             self._release(config, engine)
 
-    def _acquire(
-        self, config: LoadConfig, name: str, digest: str, size: int, keep_alive: float | None
-    ) -> tuple[Engine, int]:
+    def _acquire(self, request: _Request, cancel: CancelToken | None) -> tuple[Engine, int]:
         with self._lock:
-            if self._waiting >= self._max_queue:
-                raise ServerBusyError()
-            self._waiting += 1
-            try:
-                return self._acquire_locked(config, name, digest, size, keep_alive)
-            finally:
-                self._waiting -= 1
+            plan = self._plan_locked(request, queued=False)
+            if plan is None:
+                plan = self._wait_locked(request, cancel)
+            if plan.kind == "take":
+                assert plan.slot is not None
+                return self._take_locked(plan.slot, request.keep_alive), 0
+            self._reserve_locked(request, plan)
+        return self._load(request, plan)
 
-    def _acquire_locked(
-        self, config: LoadConfig, name: str, digest: str, size: int, keep_alive: float | None
-    ) -> tuple[Engine, int]:
-        while True:
-            self._expire_locked()
-            slot = self._slots.get(config)
-            if slot is not None and slot.free:
-                return self._take(slot, keep_alive), 0
-            if slot is not None and len(slot.instances) < self._num_parallel:
-                return self._grow(slot, keep_alive)
-            if slot is None and config not in self._loading and self._make_room_locked():
-                return self._load_new(config, name, digest, size, keep_alive)
-            self._lock.wait(timeout=0.5)
+    def _wait_locked(self, request: _Request, cancel: CancelToken | None) -> _Plan:
+        if len(self._queue) >= self._max_queue:
+            raise ServerBusyError()
+        self._queue.append(request)
+        try:
+            while True:
+                if self._closed:
+                    raise RequestCancelledError("server is shutting down")
+                if cancel is not None and cancel.cancelled:
+                    raise RequestCancelledError()
+                plan = self._plan_locked(request, queued=True)
+                if plan is not None:
+                    return plan
+                self._lock.wait(timeout=_POLL_SECONDS if cancel is not None else None)
+        finally:
+            self._queue.remove(request)
+            self._lock.notify_all()
 
-    def _take(self, slot: _Slot, keep_alive: float | None) -> Engine:
+    def _plan_locked(self, request: _Request, *, queued: bool) -> _Plan | None:
+        """How this request can be served now, or None when it has to wait."""
+        if self._closed:
+            raise RequestCancelledError("server is shutting down")
+        if not self._is_first_in_line(request, queued=queued):
+            return None
+        self._expire_locked()
+        slot = self._slots.get(request.config)
+        if slot is not None:
+            if slot.free:
+                return _Plan("take", slot)
+            if len(slot.instances) + slot.growing < self._num_parallel:
+                return _Plan("grow", slot)
+            return None
+        if request.config in self._loading or not self._make_room_locked():
+            return None
+        return _Plan("load")
+
+    def _is_first_in_line(self, request: _Request, *, queued: bool) -> bool:
+        """Requests for one model are served in arrival order."""
+        for waiting in self._queue:
+            if waiting is request:
+                return True
+            if waiting.config == request.config:
+                return False
+        return not queued
+
+    def _take_locked(self, slot: _Slot, keep_alive: float | None) -> Engine:
         engine = slot.free.pop()
-        slot.busy += 1
-        slot.last_used = self._clock()
-        slot.expires_at = math.inf
-        if keep_alive is not None:
-            slot.keep_alive = keep_alive
+        self._mark_busy_locked(slot, keep_alive)
         return engine
 
-    def _grow(self, slot: _Slot, keep_alive: float | None) -> tuple[Engine, int]:
+    def _mark_busy_locked(self, slot: _Slot, keep_alive: float | None) -> None:
         slot.busy += 1
-        self._lock.release()
-        started = time.perf_counter_ns()
-        try:
-            engine = self._factory.load(slot.config)
-        except BaseException:
-            self._lock.acquire()
-            slot.busy -= 1
-            self._lock.notify_all()
-            raise
-        self._lock.acquire()
-        slot.instances.append(engine)
         slot.last_used = self._clock()
         slot.expires_at = math.inf
-        if keep_alive is not None:
-            slot.keep_alive = keep_alive
-        return engine, time.perf_counter_ns() - started
+        # Ollama: every request sets the model's keep-alive, absent means OLLAMA_KEEP_ALIVE.
+        slot.keep_alive = self._default_keep_alive if keep_alive is None else keep_alive
 
-    def _load_new(
-        self, config: LoadConfig, name: str, digest: str, size: int, keep_alive: float | None
-    ) -> tuple[Engine, int]:
-        self._loading.add(config)
-        self._lock.release()
+    def _reserve_locked(self, request: _Request, plan: _Plan) -> None:
+        if plan.kind == "grow":
+            assert plan.slot is not None
+            plan.slot.growing += 1
+            self._mark_busy_locked(plan.slot, request.keep_alive)
+        else:
+            self._loading.add(request.config)
+
+    def _load(self, request: _Request, plan: _Plan) -> tuple[Engine, int]:
+        """Load an engine outside the lock, then record it."""
         started = time.perf_counter_ns()
         try:
-            engine = self._factory.load(config)
-        finally:
-            self._lock.acquire()
-            self._loading.discard(config)
+            engine = self._factory.load(request.config)
+        except BaseException:
+            with self._lock:
+                self._undo_reservation_locked(request, plan)
+            raise
+        elapsed = time.perf_counter_ns() - started
+        with self._lock:
+            if plan.kind == "grow":
+                assert plan.slot is not None
+                plan.slot.growing -= 1
+                plan.slot.instances.append(engine)
+            else:
+                self._loading.discard(request.config)
+                slot = _Slot(request.name, request.digest, request.config, request.size)
+                slot.instances.append(engine)
+                self._mark_busy_locked(slot, request.keep_alive)
+                self._slots[request.config] = slot
+                logger.info("loaded %s (%s)", request.name, request.config.model_path)
             self._lock.notify_all()
-        slot = _Slot(
-            name=name,
-            digest=digest,
-            config=config,
-            size=size,
-            instances=[engine],
-            busy=1,
-            keep_alive=self._default_keep_alive if keep_alive is None else keep_alive,
-            last_used=self._clock(),
-        )
-        self._slots[config] = slot
-        logger.debug("loaded %s (%s)", name, config.model_path)
-        return engine, time.perf_counter_ns() - started
+        return engine, elapsed
+
+    def _undo_reservation_locked(self, request: _Request, plan: _Plan) -> None:
+        if plan.kind == "grow":
+            assert plan.slot is not None
+            plan.slot.growing -= 1
+            plan.slot.busy -= 1
+        else:
+            self._loading.discard(request.config)
+        self._lock.notify_all()
 
     def _release(self, config: LoadConfig, engine: Engine) -> None:
         with self._lock:
             slot = self._slots.get(config)
-            if slot is None:
-                engine.close()
+            if slot is None or engine not in slot.instances:
+                engine.close()  # its model was unloaded while this request ran
+                self._lock.notify_all()
                 return
             slot.busy -= 1
             slot.free.append(engine)
             slot.last_used = self._clock()
             if slot.busy == 0:
-                if slot.keep_alive <= 0:
+                if slot.keep_alive <= 0 or self._closed:
                     self._unload_locked(slot)
                 else:
                     slot.expires_at = slot.last_used + slot.keep_alive
@@ -201,7 +283,7 @@ class Scheduler:
     def _make_room_locked(self) -> bool:
         """Evict idle models until another fits; False when every resident model is busy."""
         while len(self._slots) + len(self._loading) >= self._max_loaded:
-            idle = [s for s in self._slots.values() if s.busy == 0]
+            idle = [s for s in self._slots.values() if s.busy == 0 and s.growing == 0]
             if not idle:
                 return False
             self._unload_locked(min(idle, key=lambda s: s.last_used))
@@ -214,10 +296,21 @@ class Scheduler:
                 self._unload_locked(slot)
 
     def _unload_locked(self, slot: _Slot) -> None:
+        """Forget a model and close its idle instances (busy ones close when released)."""
         self._slots.pop(slot.config, None)
-        for engine in slot.instances:
+        for engine in slot.free:
             engine.close()
-        logger.debug("unloaded %s", slot.name)
+        slot.free.clear()
+        logger.info("unloaded %s", slot.name)
+
+    def _reap(self) -> None:
+        with self._lock:
+            while not self._closed:
+                self._expire_locked()
+                idle = [s.expires_at for s in self._slots.values() if s.busy == 0]
+                deadline = min(idle, default=math.inf)
+                timeout = min(max(deadline - self._clock(), 0.0), _REAPER_MAX_SLEEP)
+                self._lock.wait(timeout=timeout)
 
     def expire(self) -> None:
         """Unload every idle model whose keep-alive has run out."""
@@ -230,7 +323,7 @@ class Scheduler:
         with self._lock:
             matches = [s for s in self._slots.values() if s.name == name]
             for slot in matches:
-                if slot.busy == 0:
+                if slot.busy == 0 and slot.growing == 0:
                     self._unload_locked(slot)
                 else:
                     slot.keep_alive = 0
@@ -238,7 +331,7 @@ class Scheduler:
             return bool(matches)
 
     def ps(self) -> list[LoadedInfo]:
-        """Resident models, soonest-to-expire last."""
+        """Resident models, the one that stays longest first (as Ollama sorts them)."""
         with self._lock:
             self._expire_locked()
             now_mono, now_wall = self._clock(), self._wall()
@@ -255,12 +348,27 @@ class Scheduler:
             ]
         return sorted(infos, key=lambda i: i.expires_at, reverse=True)
 
-    def close(self) -> None:
-        """Unload everything (at shutdown)."""
+    def pending(self) -> int:
+        """How many requests are waiting for an engine."""
         with self._lock:
+            return len(self._queue)
+
+    def close(self, *, timeout: float = 10.0) -> None:
+        """Refuse new requests, wait up to `timeout` for running ones, unload everything."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+            deadline = time.monotonic() + timeout
+            while any(s.busy or s.growing for s in self._slots.values()) or self._loading:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(timeout=remaining)
             for slot in list(self._slots.values()):
                 self._unload_locked(slot)
-            self._lock.notify_all()
+            reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(timeout=1.0)
 
 
 def _expires_wall(slot: _Slot, now_mono: float, now_wall: float) -> float:

@@ -1,0 +1,167 @@
+"""The FastAPI application (`create_app`) and the uvicorn server that runs it (`serve`).
+
+Start-up: prune stale blobs (unless OLLAMA_NOPRUNE), start the scheduler's keep-alive reaper,
+listen. SIGINT/SIGTERM: cancel running generations, finish the responses, unload every model.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from ollamacli import __version__
+from ollamacli.config import HostAddress, Settings
+from ollamacli.errors import OllamaCliError, ServeError
+from ollamacli.server import ollama_routes, openai_routes
+from ollamacli.server.errors import (
+    message_for,
+    ollama_body,
+    openai_body,
+    status_for,
+)
+from ollamacli.server.middleware import AccessLog, ApiKey, CatchAll, Cors, HostGuard
+from ollamacli.server.streaming import ActiveRequests
+from ollamacli.service import Services
+
+logger = logging.getLogger(__name__)
+
+
+def _error(request: Request, message: str, status: int) -> Response:
+    is_openai = request.url.path.startswith("/v1/")
+    body = openai_body(message, status) if is_openai else ollama_body(message)
+    return JSONResponse(body, status_code=status)
+
+
+async def _known_error(request: Request, exc: Exception) -> Response:
+    status = status_for(exc)
+    if status >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return _error(request, message_for(exc), status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = "404 page not found" if exc.status_code == 404 else str(exc.detail).lower()
+    return _error(request, message, exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return _error(request, f"invalid request: {exc}", 400)
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API application for these services, with its middleware and error handlers."""
+    settings = services.settings
+    active = ActiveRequests()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.scheduler.start()
+        try:
+            yield
+        finally:
+            active.cancel_all()
+            await run_in_threadpool(services.scheduler.close)
+
+    app = FastAPI(
+        title="ollamacli",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.active = active
+    app.include_router(ollama_routes.router)
+    app.include_router(openai_routes.router)
+    app.add_exception_handler(OllamaCliError, _known_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(ApiKey, key=settings.api_key)
+    app.add_middleware(Cors, origins=settings.origins)
+    app.add_middleware(HostGuard, enabled=settings.host.is_loopback)
+    app.add_middleware(CatchAll)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What `serve` should warn about before it starts listening."""
+    warnings = []
+    if not settings.host.is_loopback and not settings.api_key:
+        warnings.append(
+            f"listening on {settings.host.host}:{settings.host.port} without OLLAMACLI_API_KEY: "
+            "anyone who can reach this address can use the API and delete models"
+        )
+    return warnings
+
+
+def bind(address: HostAddress) -> socket.socket:
+    """A listening socket for the address (raises `ServeError`, e.g. when the port is taken)."""
+    where = f"{address.host}:{address.port}"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ServeError(where, exc.strerror or str(exc)) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(where, exc.strerror or str(exc)) from exc
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that also stops running generations on SIGINT/SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, active: ActiveRequests) -> None:
+        super().__init__(config)
+        self.active = active
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.active.cancel_all()
+        super().handle_exit(sig, frame)
+
+
+def serve(services: Services, sock: socket.socket | None = None) -> None:
+    """Run the API server until SIGINT/SIGTERM (blocks)."""
+    settings = services.settings
+    for warning in startup_warnings(settings):
+        logger.warning(warning)
+    if not settings.noprune:
+        removed = services.store.prune()
+        logger.info("pruned %d unused blob(s)", len(removed))
+    sock = sock or bind(settings.host)
+    app = create_app(services)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="debug" if settings.debug else "info",
+        access_log=False,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = _Server(config, app.state.active)
+    logger.info(
+        "Listening on %s:%d (version %s)", settings.host.host, settings.host.port, __version__
+    )
+    server.run(sockets=[sock])

@@ -1,0 +1,229 @@
+"""Ollama API bodies -> service requests, checked the way Ollama checks them (all 400s)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+
+from ollamacli.config import parse_duration
+from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.errors import InvalidOptionError, InvalidRequestError
+from ollamacli.modelfile import Message, parse
+from ollamacli.names import ModelName
+from ollamacli.parameters import OptionValue, validate_options
+from ollamacli.server.schemas import (
+    ChatBody,
+    CreateBody,
+    FormatValue,
+    GenerateBody,
+    MessageBody,
+)
+from ollamacli.service.chat import ChatRequest, FormatSpec, GenerateRequest
+from ollamacli.service.models import CreateSpec
+from ollamacli.store import Digest, parse_digest
+
+# Load options whose absurd values would make llama.cpp allocate or spawn without bound.
+_LOAD_LIMITS: dict[str, tuple[int, int]] = {
+    "num_ctx": (0, 1 << 20),
+    "num_batch": (0, 1 << 16),
+    "num_thread": (0, 256),
+}
+THINK_LEVELS = ("low", "medium", "high", "max")
+
+
+def model_name(value: str, *, field: str = "model") -> str:
+    """A required, valid model name, as the client sent it."""
+    if not value:
+        raise InvalidRequestError(f"{field} is required")
+    ModelName.parse(value)
+    return value
+
+
+def keep_alive(value: float | int | str | None) -> float | None:
+    """`keep_alive` in seconds (inf = forever), None when absent."""
+    return None if value is None else parse_duration(value)
+
+
+def options(value: Mapping[str, object] | None) -> dict[str, OptionValue]:
+    """Validated `options`, with sane bounds on the ones that size allocations."""
+    checked = validate_options(value or {})
+    for name, (low, high) in _LOAD_LIMITS.items():
+        number = checked.get(name)
+        if isinstance(number, int) and not low <= number <= high:
+            raise InvalidOptionError(
+                f"option {name!r} must be between {low} and {high}", option=name
+            )
+    return checked
+
+
+def format_spec(value: FormatValue | None) -> FormatSpec:
+    """`format`: "json" or a JSON-schema object."""
+    if value is None or value == "":
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise InvalidRequestError(
+        f'invalid format: "{value}"; expected "json" or a valid JSON Schema object'
+    )
+
+
+def wanted_capabilities(body: GenerateBody | ChatBody) -> tuple[str, ...]:
+    """Capabilities the request needs beyond completion (checked against the model)."""
+    needs: list[str] = []
+    think = body.think
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise InvalidRequestError(f"invalid think value {think!r}; use true, false or a level")
+    if think:
+        needs.append("thinking")
+    if isinstance(body, GenerateBody):
+        if body.suffix:
+            needs.append("insert")
+        if body.images:
+            needs.append("vision")
+    elif any(m.images for m in body.messages or ()):
+        needs.append("vision")
+    return tuple(needs)
+
+
+def _check_common(body: GenerateBody | ChatBody) -> None:
+    if body.top_logprobs is not None and not 0 <= body.top_logprobs <= 20:
+        raise InvalidRequestError("top_logprobs must be between 0 and 20")
+    if body.logprobs:
+        raise InvalidRequestError("logprobs are not supported by this server")
+
+
+def generate_request(body: GenerateBody) -> GenerateRequest:
+    """A GenerateRequest from `/api/generate`'s body."""
+    name = model_name(body.model_name)
+    _check_common(body)
+    if body.raw and (body.template or body.system or body.context):
+        raise InvalidRequestError("raw mode does not support template, system, or context")
+    return GenerateRequest(
+        model=name,
+        prompt=body.prompt or "",
+        system=body.system,
+        template=body.template,
+        raw=bool(body.raw),
+        context=tuple(body.context or ()),
+        options=options(body.options),
+        format=format_spec(body.format),
+        keep_alive=keep_alive(body.keep_alive),
+        truncate=body.truncate is not False,
+    )
+
+
+def chat_message(message: MessageBody) -> ChatMessage:
+    """One conversation turn (roles are lower-cased, as Ollama decodes them)."""
+    calls = tuple(
+        ToolCall(name=call.function.name, arguments=dict(call.function.arguments), id=call.id)
+        for call in message.tool_calls or ()
+    )
+    return ChatMessage(
+        role=message.role.lower(),
+        content=message.content or "",
+        tool_calls=calls,
+        tool_name=message.tool_name,
+    )
+
+
+def chat_request(body: ChatBody) -> ChatRequest:
+    """A ChatRequest from `/api/chat`'s body."""
+    name = model_name(body.model_name)
+    _check_common(body)
+    return ChatRequest(
+        model=name,
+        messages=tuple(chat_message(m) for m in body.messages or ()),
+        options=options(body.options),
+        format=format_spec(body.format),
+        tools=tuple(body.tools or ()),
+        keep_alive=keep_alive(body.keep_alive),
+        truncate=body.truncate is not False,
+    )
+
+
+def is_unload(prompt_empty: bool, seconds: float | None) -> bool:
+    """An empty prompt with `keep_alive: 0` unloads the model instead of loading it."""
+    return prompt_empty and seconds is not None and seconds <= 0 and not math.isinf(seconds)
+
+
+def create_spec(body: CreateBody) -> CreateSpec:
+    """A CreateSpec from `/api/create`: the structured form, or the older `modelfile` text."""
+    if body.quantize or body.quantization:
+        raise InvalidRequestError("quantization is not supported: create from a quantized GGUF")
+    if body.modelfile is not None:
+        return _spec_from_modelfile(body.modelfile)
+    files = _digests(body.files, "files")
+    if body.from_:
+        ModelName.parse(body.from_)
+    elif not files:
+        raise InvalidRequestError("neither 'from' or 'files' was specified")
+    if len(files) > 1:
+        raise InvalidRequestError("only a single GGUF file is supported in 'files'")
+    licenses = [body.license] if isinstance(body.license, str) else body.license
+    return CreateSpec(
+        from_model=body.from_ or None,
+        from_digest=None if body.from_ else files[0],
+        adapter_digests=tuple(_digests(body.adapters, "adapters")),
+        template=body.template,
+        system=body.system,
+        parameters=validate_options(body.parameters) if body.parameters is not None else None,
+        messages=(
+            tuple(Message(m.role, m.content or "") for m in body.messages)
+            if body.messages is not None
+            else None
+        ),
+        licenses=tuple(licenses) if licenses is not None else None,
+    )
+
+
+def _digests(files: dict[str, str] | None, field: str) -> list[Digest]:
+    digests: list[Digest] = []
+    for path, digest in (files or {}).items():
+        pure = PurePosixPath(path)
+        if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
+            raise InvalidRequestError(f"file path must be relative: {path!r} in {field!r}")
+        if not path.lower().endswith(".gguf"):
+            raise InvalidRequestError(
+                f"{path!r} in {field!r}: only GGUF files are supported (no safetensors import)"
+            )
+        digests.append(parse_digest(digest))
+    return digests
+
+
+def _blob_reference(value: str) -> Digest | None:
+    text = value.strip()
+    if text.startswith("@"):
+        return parse_digest(text[1:])
+    if text.startswith("sha256:"):
+        return parse_digest(text)
+    return None
+
+
+def _spec_from_modelfile(text: str) -> CreateSpec:
+    """The old create form: server-side paths are refused, uploaded blobs are allowed."""
+    modelfile = parse(text, path="modelfile")
+    digest = _blob_reference(modelfile.from_)
+    if digest is None:
+        if modelfile.from_.startswith((".", "/", "~")) or modelfile.from_.endswith(".gguf"):
+            raise InvalidRequestError(
+                "FROM a file path is not supported over the API: upload the file with "
+                "POST /api/blobs/<digest> and use FROM @<digest>"
+            )
+        ModelName.parse(modelfile.from_)
+    adapters = []
+    for adapter in modelfile.adapters:
+        reference = _blob_reference(adapter)
+        if reference is None:
+            raise InvalidRequestError("ADAPTER over the API must be an uploaded blob: @<digest>")
+        adapters.append(reference)
+    return CreateSpec(
+        from_model=None if digest else modelfile.from_,
+        from_digest=digest,
+        adapter_digests=tuple(adapters),
+        template=modelfile.template,
+        system=modelfile.system,
+        parameters=dict(modelfile.parameters) or None,
+        messages=modelfile.messages or None,
+        licenses=modelfile.licenses or None,
+    )

@@ -1,0 +1,91 @@
+"""Exception class -> HTTP status and body, for Ollama's and OpenAI's error shapes.
+
+One table, looked up along the exception's class hierarchy (the most specific entry wins), so
+no handler inspects message text. Ollama answers `{"error": "<message>"}`; the `/v1` routes
+answer OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+from ollamacli.errors import (
+    BlobNotFoundError,
+    ContextLengthExceededError,
+    DatasetError,
+    DigestMismatchError,
+    DiskFullError,
+    EngineError,
+    InvalidModelNameError,
+    InvalidOptionError,
+    InvalidRequestError,
+    ManifestNotFoundError,
+    ModelfileError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OllamaCliError,
+    OptionalDependencyError,
+    RegistryError,
+    RequestCancelledError,
+    ServerBusyError,
+    StoreError,
+    TemplateError,
+    UnsupportedModelError,
+)
+
+INTERNAL_ERROR = "internal server error"
+
+STATUS: dict[type[Exception], int] = {
+    InvalidModelNameError: 400,
+    ModelfileError: 400,
+    InvalidOptionError: 400,
+    InvalidRequestError: 400,
+    DatasetError: 400,
+    DigestMismatchError: 400,
+    UnsupportedModelError: 400,
+    TemplateError: 400,
+    ContextLengthExceededError: 400,
+    ModelNotFoundError: 404,
+    ManifestNotFoundError: 404,
+    BlobNotFoundError: 404,
+    RequestCancelledError: 499,  # nginx's and Ollama's "client closed request"
+    EngineError: 500,
+    ModelLoadError: 500,
+    StoreError: 500,
+    OptionalDependencyError: 501,
+    RegistryError: 502,  # the upstream registry failed, not this server
+    ServerBusyError: 503,
+    DiskFullError: 507,
+    OllamaCliError: 500,
+}
+
+OPENAI_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+}
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status for an exception (500 for anything not in the table)."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def message_for(exc: Exception) -> str:
+    """The message clients see: ours for deliberate errors, a generic one for bugs."""
+    return exc.message if isinstance(exc, OllamaCliError) else INTERNAL_ERROR
+
+
+def ollama_body(message: str) -> dict[str, object]:
+    """`{"error": "<message>"}`."""
+    return {"error": message}
+
+
+def openai_body(message: str, status: int) -> dict[str, object]:
+    """OpenAI's error object."""
+    kind = OPENAI_TYPES.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}

@@ -1,0 +1,292 @@
+"""OpenAI-compatible `/v1`: chat completions, completions and models, as Ollama maps them.
+
+Like Ollama (openai/openai.go): `stream` defaults to false, streaming is SSE ending with
+`data: [DONE]`, `temperature` and `top_p` default to 1.0 when the client omits them, and
+errors use OpenAI's `{"error": {"message", "type", "param", "code"}}` shape.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.errors import InvalidRequestError
+from ollamacli.names import ModelName
+from ollamacli.server import convert
+from ollamacli.server.errors import message_for, openai_body, status_for
+from ollamacli.server.schemas import (
+    ChatCompletionBody,
+    CompletionBody,
+    OpenAIMessage,
+    ResponseFormat,
+    parse_body,
+)
+from ollamacli.server.state import active_of, services_of
+from ollamacli.server.streaming import SSE, EventStream, ThreadPump, Work, iterate, sse_event
+from ollamacli.service.chat import (
+    ChatDone,
+    ChatEvent,
+    ChatRequest,
+    FormatSpec,
+    GenerateRequest,
+    ToolCallsChunk,
+)
+from ollamacli.store import ManifestEntry
+
+router = APIRouter(prefix="/v1")
+FINISH_REASONS = {"stop": "stop", "length": "length"}
+
+
+def _options(
+    body: ChatCompletionBody | CompletionBody, max_tokens: int | None
+) -> dict[str, object]:
+    options: dict[str, object] = {
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+    }
+    extra = {
+        "num_predict": max_tokens,
+        "seed": body.seed,
+        "stop": [body.stop] if isinstance(body.stop, str) else body.stop,
+        "frequency_penalty": body.frequency_penalty,
+        "presence_penalty": body.presence_penalty,
+    }
+    options.update({k: v for k, v in extra.items() if v is not None})
+    return options
+
+
+def _text(message: OpenAIMessage) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    parts = []
+    for part in message.content:
+        if part.type != "text":
+            raise InvalidRequestError(f"content part type {part.type!r} is not supported")
+        parts.append(part.text or "")
+    return "".join(parts)
+
+
+def _tool_calls(message: OpenAIMessage) -> tuple[ToolCall, ...]:
+    calls = []
+    for raw in message.tool_calls or ():
+        function = raw.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidRequestError("invalid tool call: function name is required")
+        arguments = function.get("arguments") or "{}"
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            raise InvalidRequestError("invalid tool call arguments: not JSON") from None
+        if not isinstance(parsed, dict):
+            raise InvalidRequestError("invalid tool call arguments: not a JSON object")
+        call_id = raw.get("id")
+        arguments_dict: dict[str, object] = dict(parsed)
+        calls.append(
+            ToolCall(
+                str(function["name"]), arguments_dict, call_id if isinstance(call_id, str) else None
+            )
+        )
+    return tuple(calls)
+
+
+def _format(response_format: ResponseFormat | None) -> FormatSpec:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return "json"
+    schema = (response_format.json_schema or {}).get("schema")
+    if response_format.type == "json_schema" and isinstance(schema, dict):
+        return schema
+    raise InvalidRequestError(f"invalid response_format type {response_format.type!r}")
+
+
+def chat_request(body: ChatCompletionBody) -> ChatRequest:
+    """An Ollama chat request from an OpenAI chat completion request."""
+    messages = tuple(
+        ChatMessage(
+            role=m.role.lower(),
+            content=_text(m),
+            tool_calls=_tool_calls(m),
+            tool_name=m.name,
+        )
+        for m in body.messages
+    )
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    return ChatRequest(
+        model=convert.model_name(body.model),
+        messages=messages,
+        options=convert.options(_options(body, max_tokens)),
+        format=_format(body.response_format),
+        tools=tuple(body.tools or ()),
+    )
+
+
+class OpenAIAnswer:
+    """Renders events as OpenAI chat completions (`chat=True`) or text completions."""
+
+    def __init__(self, model: str, *, chat: bool, include_usage: bool = False) -> None:
+        self.model = model
+        self.chat = chat
+        self.include_usage = include_usage
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{random.randint(0, 998)}"
+        self.created = int(time.time())
+
+    def _envelope(self, choices: list[dict[str, object]], *, chunk: bool) -> dict[str, object]:
+        kind = "chat.completion" if self.chat else "text_completion"
+        return {
+            "id": self.id,
+            "object": f"{kind}.chunk" if chunk and self.chat else kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_ollama",
+            "choices": choices,
+        }
+
+    def _choice(
+        self, text: str, calls: tuple[ToolCall, ...], reason: str | None, *, chunk: bool
+    ) -> dict[str, object]:
+        if not self.chat:
+            return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+        message: dict[str, object] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [
+                {
+                    **({"index": i} if chunk else {}),
+                    "id": call.id or f"call_{random.randint(0, 1 << 30):x}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                }
+                for i, call in enumerate(calls)
+            ]
+        return {"index": 0, "delta" if chunk else "message": message, "finish_reason": reason}
+
+    @staticmethod
+    def usage(done: ChatDone) -> dict[str, int]:
+        prompt, completion = done.prompt_eval_count, done.eval_count
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def encode(self, event: ChatEvent) -> Iterator[bytes]:
+        """SSE events for one chat event."""
+        if isinstance(event, TextChunk):
+            if event.text:
+                yield sse_event(
+                    self._envelope([self._choice(event.text, (), None, chunk=True)], chunk=True)
+                )
+            return
+        if isinstance(event, ToolCallsChunk):
+            yield sse_event(
+                self._envelope([self._choice("", event.calls, None, chunk=True)], chunk=True)
+            )
+            return
+        reason = FINISH_REASONS.get(event.done_reason, "stop")
+        yield sse_event(self._envelope([self._choice("", (), reason, chunk=True)], chunk=True))
+        if self.include_usage:
+            yield sse_event({**self._envelope([], chunk=True), "usage": self.usage(event)})
+
+    def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
+        """The non-streamed response."""
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        done = ChatDone(done_reason="stop")
+        for event in events:
+            if isinstance(event, TextChunk):
+                texts.append(event.text)
+            elif isinstance(event, ToolCallsChunk):
+                calls.extend(event.calls)
+            else:
+                done = event
+        reason = "tool_calls" if calls else FINISH_REASONS.get(done.done_reason, "stop")
+        choice = self._choice("".join(texts), tuple(calls), reason, chunk=False)
+        return {**self._envelope([choice], chunk=False), "usage": self.usage(done)}
+
+
+def sse_error(exc: Exception) -> bytes:
+    """An error after the stream started, as an SSE event in OpenAI's shape."""
+    return sse_event(openai_body(message_for(exc), status_for(exc)))
+
+
+async def _respond(
+    request: Request, work: Work[ChatEvent], completion: OpenAIAnswer, stream: bool
+) -> Response:
+    pump = ThreadPump(work, request.receive, active_of(request))
+    try:
+        first = await pump.next_batch()
+        if stream:
+            return EventStream(
+                pump,
+                first,
+                encode=completion.encode,
+                on_error=sse_error,
+                media_type=SSE,
+                trailer=lambda: sse_event("[DONE]"),
+            )
+        rest = await pump.collect()
+    except BaseException:
+        pump.abort()
+        raise
+    return JSONResponse(completion.aggregate([*first, *rest]))
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    body = parse_body(await request.body(), ChatCompletionBody)
+    req = chat_request(body)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    completion = OpenAIAnswer(body.model, chat=True, include_usage=include_usage)
+    chat = services_of(request).chat
+    return await _respond(
+        request, iterate(lambda c: chat.chat(req, c)), completion, bool(body.stream)
+    )
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Response:
+    body = parse_body(await request.body(), CompletionBody)
+    if body.suffix:
+        raise InvalidRequestError(f'"{body.model}" does not support insert')
+    req = GenerateRequest(
+        model=convert.model_name(body.model),
+        prompt=body.prompt,
+        options=convert.options(_options(body, body.max_tokens)),
+    )
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    completion = OpenAIAnswer(body.model, chat=False, include_usage=include_usage)
+    chat = services_of(request).chat
+    return await _respond(
+        request, iterate(lambda c: chat.generate(req, c)), completion, bool(body.stream)
+    )
+
+
+def _model_json(entry: ManifestEntry) -> dict[str, object]:
+    return {
+        "id": entry.name.short,
+        "object": "model",
+        "created": int(entry.modified.timestamp()),
+        "owned_by": entry.name.namespace,
+    }
+
+
+@router.get("/models")
+async def models(request: Request) -> Response:
+    store = services_of(request).store
+    entries = await run_in_threadpool(store.entries)
+    return JSONResponse({"object": "list", "data": [_model_json(e) for e in entries]})
+
+
+@router.get("/models/{model:path}")
+async def model(model: str, request: Request) -> Response:
+    name = ModelName.parse(convert.model_name(model))
+    store = services_of(request).store
+    entry = await run_in_threadpool(store.manifests.get, name)
+    return JSONResponse(_model_json(entry))

@@ -1,0 +1,208 @@
+"""Service results -> Ollama's JSON shapes (api/types.go field names, omitempty as Ollama's)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+
+from ollamacli.engine.base import TextChunk, ToolCall
+from ollamacli.gguffile import ArraySummary
+from ollamacli.parameters import OptionValue
+from ollamacli.scheduler import LoadedInfo
+from ollamacli.server.streaming import json_line
+from ollamacli.service.chat import ChatDone, ChatEvent, ToolCallsChunk
+from ollamacli.service.show import ModelInfo
+from ollamacli.store import ManifestEntry
+
+# Go's time.Time for "forever" (now + MaxInt64 ns saturates here), to microseconds.
+FOREVER = "2262-04-11T23:47:16.854775Z"
+STAT_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+def rfc3339(moment: datetime | None = None) -> str:
+    """UTC RFC 3339 with microseconds and a `Z`, as Go writes `time.Time`."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def rfc3339_from_epoch(seconds: float) -> str:
+    """A wall-clock time in seconds (inf = forever)."""
+    if math.isinf(seconds):
+        return FOREVER
+    return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
+
+
+def tool_calls_json(calls: Iterable[ToolCall]) -> list[dict[str, object]]:
+    """Ollama's `tool_calls`: `[{"function": {"index", "name", "arguments"}}]`."""
+    rendered: list[dict[str, object]] = []
+    for index, call in enumerate(calls):
+        item: dict[str, object] = {
+            "function": {"index": index, "name": call.name, "arguments": call.arguments}
+        }
+        if call.id:
+            item["id"] = call.id
+        rendered.append(item)
+    return rendered
+
+
+class Answer:
+    """Turns a chat/generate event stream into Ollama chunks, or one aggregated object."""
+
+    def __init__(self, model: str, *, chat: bool, with_context: bool = True) -> None:
+        self.model = model
+        self.chat = chat
+        self.with_context = with_context
+
+    def _base(self, text: str, calls: tuple[ToolCall, ...] = ()) -> dict[str, object]:
+        data: dict[str, object] = {"model": self.model, "created_at": rfc3339()}
+        if self.chat:
+            message: dict[str, object] = {"role": "assistant", "content": text}
+            if calls:
+                message["tool_calls"] = tool_calls_json(calls)
+            data["message"] = message
+        else:
+            data["response"] = text
+        return data
+
+    def chunk(self, event: ChatEvent) -> dict[str, object] | None:
+        """The NDJSON object for one event (None for nothing to send)."""
+        if isinstance(event, TextChunk):
+            return {**self._base(event.text), "done": False} if event.text else None
+        if isinstance(event, ToolCallsChunk):
+            return {**self._base("", event.calls), "done": False}
+        return self.final(event, "")
+
+    def encode(self, event: ChatEvent) -> Iterator[bytes]:
+        """NDJSON bytes for one event."""
+        data = self.chunk(event)
+        if data is not None:
+            yield json_line(data)
+
+    def final(
+        self, done: ChatDone, text: str, calls: tuple[ToolCall, ...] = ()
+    ) -> dict[str, object]:
+        """The last object: `done`, `done_reason`, the statistics (zero ones omitted)."""
+        data = {**self._base(text, calls), "done": True, "done_reason": done.done_reason}
+        if not self.chat and self.with_context and done.context:
+            data["context"] = list(done.context)
+        for name in STAT_FIELDS:
+            value = getattr(done, name)
+            if value:
+                data[name] = value
+        return data
+
+    def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
+        """The single object of a non-streamed answer."""
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        done = ChatDone(done_reason="stop")
+        for event in events:
+            if isinstance(event, TextChunk):
+                texts.append(event.text)
+            elif isinstance(event, ToolCallsChunk):
+                calls.extend(event.calls)
+            else:
+                done = event
+        return self.final(done, "".join(texts), tuple(calls))
+
+
+def _go_value(value: OptionValue | str) -> str:
+    """Go's `%#v`: strings quoted, whole floats without `.0`."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parameters_text(parameters: dict[str, OptionValue]) -> str:
+    """`/api/show`'s `parameters`: `%-30s %#v` lines, one per stop string."""
+    lines: list[str] = []
+    for name, value in parameters.items():
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{name:<30} {_go_value(item)}")
+    return "\n".join(lines)
+
+
+def jsonable(value: object) -> object:
+    """GGUF metadata made safe for JSON (non-finite floats -> null, bytes -> text)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, ArraySummary):
+        return []
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def show_json(info: ModelInfo) -> dict[str, object]:
+    """`/api/show`'s answer (`model_info` always present: the Python client requires it)."""
+    data: dict[str, object] = {
+        "license": info.license,
+        "modelfile": info.modelfile_text(),
+        "parameters": parameters_text(info.parameters),
+        "template": info.template,
+        "system": info.system,
+        "details": info.details,
+        "model_info": jsonable(info.model_info),
+        "capabilities": list(info.capabilities),
+        "modified_at": rfc3339(info.resolved.modified),
+    }
+    if info.resolved.messages:
+        data["messages"] = jsonable(list(info.resolved.messages))
+    return data
+
+
+def minimal_details() -> dict[str, object]:
+    """`details` for a model whose config cannot be read."""
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "",
+        "families": None,
+        "parameter_size": "",
+        "quantization_level": "",
+    }
+
+
+def tag_json(entry: ManifestEntry, details: dict[str, object]) -> dict[str, object]:
+    """One model of `/api/tags`."""
+    return {
+        "name": entry.name.short,
+        "model": entry.name.short,
+        "modified_at": rfc3339(entry.modified),
+        "size": entry.manifest.size,
+        "digest": entry.digest,
+        "details": details,
+    }
+
+
+def ps_json(info: LoadedInfo, details: dict[str, object]) -> dict[str, object]:
+    """One model of `/api/ps` (CPU only: `size_vram` is 0)."""
+    return {
+        "name": info.name,
+        "model": info.name,
+        "size": info.size,
+        "digest": info.digest,
+        "details": details,
+        "expires_at": rfc3339_from_epoch(info.expires_at),
+        "size_vram": 0,
+        "context_length": info.config.num_ctx,
+    }

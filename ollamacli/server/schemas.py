@@ -1,0 +1,202 @@
+"""Request bodies of the Ollama and OpenAI APIs (pydantic lives only at this boundary).
+
+Field names are the APIs' own. Types are strict, as Go's JSON decoder is: a number where a
+string belongs is a 400, not a silent conversion. `null` means "not given" everywhere.
+Unknown fields are ignored, as Ollama ignores them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from ollamacli.errors import InvalidRequestError
+
+JsonObject = dict[str, JsonValue]
+Duration = StrictInt | StrictFloat | StrictStr
+FormatValue = StrictStr | JsonObject
+
+
+class Body(BaseModel):
+    """Base of every request body."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ToolCallFunction(Body):
+    name: StrictStr
+    arguments: JsonObject = Field(default_factory=dict)
+
+
+class ToolCallBody(Body):
+    id: StrictStr | None = None
+    function: ToolCallFunction
+
+
+class MessageBody(Body):
+    role: StrictStr
+    content: StrictStr | None = None
+    images: list[StrictStr] | None = None
+    thinking: StrictStr | None = None
+    tool_calls: list[ToolCallBody] | None = None
+    tool_name: StrictStr | None = None
+
+
+class _ModelBody(Body):
+    """A body naming a model (`model`, or the deprecated `name`)."""
+
+    model: StrictStr | None = None
+    name: StrictStr | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The model asked for ("" when missing)."""
+        return self.model or self.name or ""
+
+
+class _GenerationBody(_ModelBody):
+    stream: StrictBool | None = None
+    format: FormatValue | None = None
+    options: JsonObject | None = None
+    keep_alive: Duration | None = None
+    think: StrictBool | StrictStr | None = None
+    truncate: StrictBool | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = None
+
+
+class GenerateBody(_GenerationBody):
+    prompt: StrictStr | None = None
+    suffix: StrictStr | None = None
+    system: StrictStr | None = None
+    template: StrictStr | None = None
+    context: list[StrictInt] | None = None
+    raw: StrictBool | None = None
+    images: list[StrictStr] | None = None
+
+
+class ChatBody(_GenerationBody):
+    messages: list[MessageBody] | None = None
+    tools: list[JsonObject] | None = None
+
+
+class CreateBody(_ModelBody):
+    from_: StrictStr | None = Field(default=None, alias="from")
+    files: dict[str, StrictStr] | None = None
+    adapters: dict[str, StrictStr] | None = None
+    template: StrictStr | None = None
+    system: StrictStr | None = None
+    license: StrictStr | list[StrictStr] | None = None
+    parameters: JsonObject | None = None
+    messages: list[MessageBody] | None = None
+    quantize: StrictStr | None = None
+    quantization: StrictStr | None = None
+    modelfile: StrictStr | None = None
+    stream: StrictBool | None = None
+
+
+class ShowBody(_ModelBody):
+    verbose: StrictBool | None = None
+
+
+class DeleteBody(_ModelBody):
+    pass
+
+
+class PullBody(_ModelBody):
+    insecure: StrictBool | None = None
+    stream: StrictBool | None = None
+
+
+class CopyBody(Body):
+    source: StrictStr | None = None
+    destination: StrictStr | None = None
+
+
+class ContentPart(Body):
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class OpenAIMessage(Body):
+    role: StrictStr
+    content: StrictStr | list[ContentPart] | None = None
+    name: StrictStr | None = None
+    tool_calls: list[JsonObject] | None = None
+    tool_call_id: StrictStr | None = None
+
+
+class StreamOptions(Body):
+    include_usage: StrictBool | None = None
+
+
+class ResponseFormat(Body):
+    type: StrictStr
+    json_schema: JsonObject | None = None
+
+
+Number = StrictInt | StrictFloat
+
+
+class _OpenAISampling(Body):
+    model: StrictStr
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    max_tokens: StrictInt | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    frequency_penalty: Number | None = None
+    presence_penalty: Number | None = None
+
+
+class ChatCompletionBody(_OpenAISampling):
+    messages: Annotated[list[OpenAIMessage], Field(min_length=1)]
+    max_completion_tokens: StrictInt | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[JsonObject] | None = None
+
+
+class CompletionBody(_OpenAISampling):
+    prompt: StrictStr
+    suffix: StrictStr | None = None
+
+
+B = TypeVar("B", bound=Body)
+
+
+def parse_body(raw: bytes, schema: type[B]) -> B:
+    """Decode and validate a JSON request body; every failure is a 400 with a reason."""
+    if not raw.strip():
+        raise InvalidRequestError("missing request body")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise InvalidRequestError(f"invalid JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(_describe(exc)) from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f'invalid value for "{where}": {first["msg"]}'

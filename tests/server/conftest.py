@@ -1,0 +1,94 @@
+"""A real uvicorn server on a free loopback port, running the app in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from ollamacli.config import Settings
+from ollamacli.engine.base import EngineFactory
+from ollamacli.server.app import create_app
+from ollamacli.service import Services, build_services
+from ollamacli.service.models import CreateSpec
+from tests.factories import make_tiny_gguf
+from tests.fakes import FakeFactory
+
+
+@dataclass
+class LiveServer:
+    """A running server and what it serves."""
+
+    url: str
+    port: int
+    services: Services
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, trust_env=False, **kwargs)  # type: ignore[arg-type]  # test helper
+
+
+@contextmanager
+def serve_in_thread(services: Services) -> Iterator[LiveServer]:
+    """Run the app on 127.0.0.1:<free port> until the block ends (lifespan included)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(services),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "server thread died"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", port=port, services=services)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+def add_tiny_model(services: Services, tmp_path: Path, name: str = "tiny") -> None:
+    """A small real GGUF in the store under `name` (FakeEngine never reads its weights)."""
+    path = make_tiny_gguf(tmp_path / f"{name}.gguf")
+    services.models.create(name, CreateSpec(from_file=path))
+
+
+@pytest.fixture
+def make_server(settings: Settings, tmp_path: Path) -> Callable[..., object]:
+    """Build a live server: `with make_server(factory, max_queue=1) as live: ...`."""
+
+    @contextmanager
+    def make(factory: EngineFactory | None = None, **changes: object) -> Iterator[LiveServer]:
+        config = settings.with_changes(**changes) if changes else settings
+        services = build_services(config, factory or FakeFactory())
+        add_tiny_model(services, tmp_path)
+        with serve_in_thread(services) as live:
+            yield live
+
+    return make
+
+
+@pytest.fixture
+def live(make_server: Callable[..., object], fake_factory: FakeFactory) -> Iterator[LiveServer]:
+    """A live server on FakeEngines with the model `tiny` in its store."""
+    with make_server(fake_factory) as server:  # type: ignore[attr-defined]  # a context manager
+        yield server
