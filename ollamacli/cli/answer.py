@@ -1,0 +1,95 @@
+"""Streaming an answer to the terminal: Ctrl-C cancels the generation instead of killing it.
+
+Shared by `run` (one-shot) and the REPL. While an answer streams, SIGINT sets a CancelToken that
+the engine checks between tokens, as Ollama's client cancels its request context; a second
+Ctrl-C while the first is still being honoured raises KeyboardInterrupt as usual.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+from ollamacli.engine.base import CancelToken, TextChunk
+
+if TYPE_CHECKING:
+    from ollamacli.cli.wordwrap import WordWrapper
+    from ollamacli.service.chat import ChatDone, ChatEvent
+
+
+FormatSpec = str | Mapping[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How answers are requested and shown (the `run` flags, changed later by `/set`)."""
+
+    format: FormatSpec = None
+    verbose: bool = False
+    wordwrap: bool = True
+    keep_alive: float | None = None
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (80 when unknown), as Ollama's word wrap measures it."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def streaming_writer(stream: TextIO) -> Callable[[str], None]:
+    """A write function that flushes, so each piece shows as soon as it is generated."""
+
+    def write(text: str) -> None:
+        if text:
+            stream.write(text)
+            stream.flush()
+
+    return write
+
+
+@contextmanager
+def interrupt_cancels(token: CancelToken) -> Iterator[CancelToken]:
+    """While inside, Ctrl-C cancels `token` (only possible on the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What was streamed: the text, the final statistics, and whether Ctrl-C cut it short."""
+
+    text: str
+    done: ChatDone | None
+    cancelled: bool
+
+
+def stream_answer(events: Iterable[ChatEvent], wrapper: WordWrapper, token: CancelToken) -> Answer:
+    """Write the text chunks through the wrapper; return the whole answer."""
+    from ollamacli.service.chat import ChatDone
+
+    parts: list[str] = []
+    done: ChatDone | None = None
+    for event in events:
+        if isinstance(event, TextChunk):
+            parts.append(event.text)
+            wrapper.feed(event.text)
+        elif isinstance(event, ChatDone):
+            done = event
+    return Answer("".join(parts), done, token.cancelled)

@@ -1,0 +1,105 @@
+"""Shared pieces for the `run` and REPL tests: a tiny model, scripted REPL sessions, Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from ollamacli.cli.answer import RunOptions
+from ollamacli.cli.repl import run_repl
+from ollamacli.cli.session import ChatSession
+from ollamacli.engine.base import CancelToken, GenerationEvent, LoadConfig, SamplingConfig
+from ollamacli.modelfile import Message
+from ollamacli.parameters import OptionValue
+from ollamacli.service import Services
+from ollamacli.service.models import CreateSpec
+from tests.factories import make_tiny_gguf
+from tests.fakes import FakeEngine, FakeFactory
+
+PLAIN = RunOptions(wordwrap=False)
+
+
+def make_model(
+    services: Services,
+    folder: Path,
+    name: str = "tiny",
+    *,
+    system: str | None = None,
+    parameters: dict[str, OptionValue] | None = None,
+    messages: tuple[Message, ...] | None = None,
+) -> str:
+    """Create a model from a tiny GGUF (the fake engine never reads the weights)."""
+    seed = sum(map(ord, name))  # distinct weights, so distinct models load separately
+    gguf = make_tiny_gguf(folder / f"{name}.gguf", chat_template=None, seed=seed)
+    spec = CreateSpec(
+        from_file=gguf,
+        system=system,
+        parameters=parameters,
+        messages=messages,
+        licenses=("Tiny licence\nsecond line",),
+    )
+    services.models.create(name, spec)
+    return name
+
+
+def run_script(
+    services: Services,
+    model: str,
+    script: str,
+    options: RunOptions = PLAIN,
+    *,
+    err: io.StringIO | None = None,
+) -> tuple[str, ChatSession]:
+    """Type `script` into the real prompt-toolkit loop; return everything printed and the session.
+
+    Help texts and statistics go to `err` when given, else into the same transcript.
+    """
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text(script)
+        session = run_repl(
+            services,
+            model,
+            options,
+            input=pipe,
+            output=DummyOutput(),
+            out=out,
+            err=err if err is not None else out,
+        )
+    return out.getvalue(), session
+
+
+@dataclass
+class InterruptingEngine(FakeEngine):
+    """Sends the process a SIGINT (Ctrl-C) after the first piece of chosen answers."""
+
+    interrupt_turns: set[int] = field(default_factory=set)
+
+    def generate(
+        self, prompt: str | list[int], sampling: SamplingConfig, cancel: CancelToken | None = None
+    ) -> Iterator[GenerationEvent]:
+        turn = len(self.prompts)
+        for index, event in enumerate(super().generate(prompt, sampling, cancel)):
+            yield event
+            if index == 0 and turn in self.interrupt_turns:
+                signal.raise_signal(signal.SIGINT)
+
+
+@dataclass
+class InterruptingFactory(FakeFactory):
+    """A FakeFactory whose engines are interrupted on the given answer numbers (0-based)."""
+
+    interrupt_turns: set[int] = field(default_factory=set)
+
+    def load(self, config: LoadConfig) -> InterruptingEngine:
+        engine = InterruptingEngine(
+            config, self.script, delay=self.delay, interrupt_turns=self.interrupt_turns
+        )
+        self.loaded.append(engine)
+        return engine
