@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from ollamacli.engine.base import CancelToken, TextChunk
 
 if TYPE_CHECKING:
+    from ollamacli.cli.spinner import Spinner
     from ollamacli.cli.wordwrap import WordWrapper
     from ollamacli.service.chat import ChatDone, ChatEvent
 
@@ -80,16 +81,30 @@ class Answer:
     cancelled: bool
 
 
-def stream_answer(events: Iterable[ChatEvent], wrapper: WordWrapper, token: CancelToken) -> Answer:
-    """Write the text chunks through the wrapper; return the whole answer."""
+def stream_answer(
+    events: Iterable[ChatEvent],
+    wrapper: WordWrapper,
+    token: CancelToken,
+    spinner: Spinner | None = None,
+) -> Answer:
+    """Write the text chunks through the wrapper; return the whole answer.
+
+    The spinner (if any) turns until the first piece of text arrives.
+    """
     from ollamacli.service.chat import ChatDone
 
     parts: list[str] = []
     done: ChatDone | None = None
-    for event in events:
-        if isinstance(event, TextChunk):
-            parts.append(event.text)
-            wrapper.feed(event.text)
-        elif isinstance(event, ChatDone):
-            done = event
+    try:
+        for event in events:
+            if isinstance(event, TextChunk) and event.text:
+                if spinner is not None:
+                    spinner.stop()
+                parts.append(event.text)
+                wrapper.feed(event.text)
+            elif isinstance(event, ChatDone):
+                done = event
+    finally:
+        if spinner is not None:
+            spinner.stop()
     return Answer("".join(parts), done, token.cancelled)

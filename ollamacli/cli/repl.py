@@ -12,12 +12,12 @@ import itertools
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import run_in_terminal
+from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -110,15 +110,23 @@ def key_bindings(editor: str | None) -> KeyBindings:
     return bindings
 
 
+def _placeholder(text: str) -> Callable[[], FormattedText]:
+    """Grey hint text shown on an empty line, and left out of the line once it is entered."""
+
+    def render() -> FormattedText:
+        return FormattedText([] if get_app().is_done else [("class:placeholder", text)])
+
+    return render
+
+
 def read_loop(prompt: PromptSession[str], session: ChatSession, out: TextIO) -> None:
     """Read lines until /bye or Ctrl-D, feeding each to the session."""
     while True:
         alt = session.continuing
-        placeholder = ALT_PLACEHOLDER if alt else PLACEHOLDER
         try:
             line = prompt.prompt(
                 ALT_PROMPT if alt else PROMPT,
-                placeholder=FormattedText([("class:placeholder", placeholder)]),
+                placeholder=_placeholder(ALT_PLACEHOLDER if alt else PLACEHOLDER),
             )
         except LineInterrupt as interrupt:
             if not interrupt.text and not alt:

@@ -71,6 +71,7 @@ def _answer_once(services: Services, model: str, prompt: str, options: RunOption
         streaming_writer,
         terminal_width,
     )
+    from ollamacli.cli.spinner import Spinner
     from ollamacli.cli.wordwrap import WordWrapper
     from ollamacli.engine.base import CancelToken
     from ollamacli.service.chat import GenerateRequest
@@ -82,8 +83,9 @@ def _answer_once(services: Services, model: str, prompt: str, options: RunOption
     wrap = options.wordwrap and on_terminal
     wrapper = WordWrapper(streaming_writer(sys.stdout), terminal_width(), enabled=wrap)
     token = CancelToken()
-    with interrupt_cancels(token):
-        answer = stream_answer(services.chat.generate(request, token), wrapper, token)
+    with interrupt_cancels(token), Spinner(sys.stderr) as spinner:
+        events = services.chat.generate(request, token)
+        answer = stream_answer(events, wrapper, token, spinner)
     if answer.cancelled:
         sys.stdout.write("\n" if wrapper.started else "")
         sys.stdout.flush()

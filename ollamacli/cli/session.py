@@ -24,16 +24,16 @@ from ollamacli.cli.answer import (
     streaming_writer,
     terminal_width,
 )
+from ollamacli.cli.spinner import Spinner
 from ollamacli.cli.stats import format_stats
 from ollamacli.cli.wordwrap import WordWrapper
 from ollamacli.engine.base import CancelToken, ChatMessage
 from ollamacli.errors import InvalidModelNameError, OllamaCliError
-from ollamacli.parameters import OptionValue, format_value, parse_value
+from ollamacli.parameters import OptionValue, parse_value
 
 if TYPE_CHECKING:
     from ollamacli.modelfile import Message
     from ollamacli.service import Services
-    from ollamacli.service.show import ModelInfo
 
 Multiline = Literal["prompt", "system"]
 QUOTES = '"""'
@@ -43,13 +43,6 @@ def go_quote(text: str) -> str:
     """A string as Go's `%q` prints it (printable text: quotes and backslashes escaped)."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
-
-
-def _go_plain(value: OptionValue) -> str:
-    """A value as Go's `%v` prints it: lists in brackets, floats without a trailing `.0`."""
-    if isinstance(value, list):
-        return "[" + " ".join(value) + "]"
-    return format_value(value)
 
 
 class ChatSession:
@@ -65,6 +58,7 @@ class ChatSession:
         err: TextIO,
         width: Callable[[], int] = terminal_width,
         on_history: Callable[[bool], None] = lambda enabled: None,
+        spinner: bool | None = None,
     ) -> None:
         self.services = services
         self.model = model
@@ -76,6 +70,7 @@ class ChatSession:
         self.loaded_messages: tuple[ChatMessage, ...] = ()
         self._width = width
         self._on_history = on_history
+        self._spin = spinner
         self._buffer: list[str] = []
         self._multiline: Multiline | None = None
 
@@ -151,8 +146,9 @@ class ChatSession:
         )
         token, wrapper = CancelToken(), self._wrapper()
         try:
-            with interrupt_cancels(token):
-                answer = stream_answer(self.services.chat.chat(request, token), wrapper, token)
+            with interrupt_cancels(token), Spinner(self.err, enabled=self._spin) as spinner:
+                events = self.services.chat.chat(request, token)
+                answer = stream_answer(events, wrapper, token, spinner)
         except OllamaCliError as exc:
             self.messages.pop()
             self.out.write("\n" if wrapper.started else "")
@@ -183,8 +179,9 @@ class ChatSession:
 
         resolved = self.services.store.resolve(ModelName.parse(self.model))
         request = ChatRequest(model=self.model, keep_alive=self.options.keep_alive)
-        for _ in self.services.chat.chat(request):
-            pass
+        with Spinner(self.err, enabled=self._spin):
+            for _ in self.services.chat.chat(request):
+                pass
         self.loaded_messages = tuple(
             ChatMessage(str(m.get("role", "user")), str(m.get("content", "")))
             for m in resolved.messages
@@ -358,69 +355,19 @@ class ChatSession:
         self.out.write("Set system message.\n")
 
     def _show(self, args: list[str]) -> None:
-        if len(args) < 2:
-            self.err.write(replhelp.USAGE_SHOW)
-            return
-        handlers: dict[str, Callable[[ModelInfo], None]] = {
-            "info": self._show_info,
-            "license": self._show_license,
-            "modelfile": self._show_modelfile,
-            "parameters": self._show_parameters,
-            "system": self._show_system,
-            "template": self._show_template,
-        }
-        handler = handlers.get(args[1])
-        if handler is None:
-            self.out.write(f"Unknown command '/show {args[1]}'. Type /? for help\n")
-            return
-        handler(self._describe())
-
-    def _describe(self) -> ModelInfo:
+        from ollamacli.cli.replshow import TOPICS, ShowContext
         from ollamacli.names import ModelName
         from ollamacli.service.show import describe
 
-        return describe(self.services.store, ModelName.parse(self.model))
-
-    def _show_info(self, info: ModelInfo) -> None:
-        from ollamacli.cli.showing import print_info
-
-        print_info(info, out=self.err)
-
-    def _show_license(self, info: ModelInfo) -> None:
-        self.out.write((info.license or "No license was specified for this model.") + "\n")
-
-    def _show_modelfile(self, info: ModelInfo) -> None:
-        modelfile = replace(
-            info.modelfile,
-            system=self.system if self.system is not None else info.modelfile.system,
-            parameters={**info.modelfile.parameters, **self.parameters},
-        )
-        self.out.write(replace(info, modelfile=modelfile).modelfile_text() + "\n")
-
-    def _show_parameters(self, info: ModelInfo) -> None:
-        from ollamacli.cli.showing import parameter_lines
-
-        self.out.write("Model defined parameters:\n")
-        lines = [f"  {name:<30} {value}\n" for name, value in parameter_lines(info.parameters)]
-        self.out.write(
-            "".join(lines) or "  No additional parameters were specified for this model.\n"
-        )
-        self.out.write("\n")
-        if self.parameters:
-            self.out.write("User defined parameters:\n")
-            for name, value in self.parameters.items():
-                self.out.write(f"  {name:<30} {_go_plain(value)}\n")
-            self.out.write("\n")
-
-    def _show_system(self, info: ModelInfo) -> None:
-        text = self.system or info.system
-        self.out.write(
-            f"{text}\n\n" if text else "No system message was specified for this model.\n"
-        )
-
-    def _show_template(self, info: ModelInfo) -> None:
-        text = info.template or "No prompt template was specified for this model."
-        self.out.write(text + "\n")
+        if len(args) < 2:
+            self.err.write(replhelp.USAGE_SHOW)
+            return
+        topic = TOPICS.get(args[1])
+        if topic is None:
+            self.out.write(f"Unknown command '/show {args[1]}'. Type /? for help\n")
+            return
+        info = describe(self.services.store, ModelName.parse(self.model))
+        topic(ShowContext(info, self.system, self.parameters, self.out, self.err))
 
 
 def _cut_suffix(text: str, suffix: str) -> tuple[str, bool]:
