@@ -142,9 +142,9 @@ class BlobNotFoundError(StoreError, LookupError):
 class DiskFullError(StoreError):
     """No space left while writing into the store."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, message: str | None = None) -> None:
         super().__init__(
-            f"no space left on device while writing {path}",
+            message or f"no space left on device while writing {path}",
             hint="free some disk space (or point OLLAMA_MODELS elsewhere) and try again; "
             "nothing was changed in the store",
         )

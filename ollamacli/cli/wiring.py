@@ -8,8 +8,11 @@ from ollamacli.config import Settings
 
 if TYPE_CHECKING:
     from ollamacli.engine.base import EngineFactory
+    from ollamacli.names import ModelName
+    from ollamacli.progress import ProgressSink
     from ollamacli.service import Services
-    from ollamacli.service.models import ModelService
+    from ollamacli.service.models import Fetcher, ModelService
+    from ollamacli.service.pull import PullService
 
 
 def settings() -> Settings:
@@ -23,7 +26,7 @@ def model_service(config: Settings | None = None) -> ModelService:
     from ollamacli.store import Store
 
     config = config or settings()
-    return ModelService(Store(config.models))
+    return ModelService(Store(config.models), fetcher=pull_fetcher(config))
 
 
 def services(
@@ -32,4 +35,23 @@ def services(
     """Every service, with the real llama.cpp engine unless another factory is given."""
     from ollamacli.service import build_services
 
-    return build_services(config or settings(), engine_factory)
+    config = config or settings()
+    return build_services(config, engine_factory, fetcher=pull_fetcher(config))
+
+
+def pull_service(config: Settings | None = None) -> PullService:
+    """The pull use case for the configured store."""
+    from ollamacli.service.pull import PullService
+    from ollamacli.store import Store
+
+    config = config or settings()
+    return PullService(Store(config.models), config)
+
+
+def pull_fetcher(config: Settings) -> Fetcher:
+    """Lets `run` and `create FROM` pull a missing model; imports the pull code only if used."""
+
+    def fetch(name: ModelName, progress: ProgressSink) -> None:
+        pull_service(config).pull(name, progress)
+
+    return fetch

@@ -1,0 +1,187 @@
+"""Downloads in progress on disk: `blobs/sha256-<hex>-partial` and its part files.
+
+The data file is sparse and has the blob's final size; bytes land at their offsets. Each part's
+progress is kept next to it in `sha256-<hex>-partial-<N>`, in Ollama's JSON format
+`{"N","Offset","Size","Completed"}`, replaced atomically (temp file + rename), so a crash at any
+moment leaves either the old or the new state and never claims bytes that were not written.
+A finished download enters `blobs/sha256-<hex>` only through `commit_download`, which hashes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ollamacli.errors import DigestMismatchError, DiskFullError, StoreError
+from ollamacli.store.blobs import BlobStore, Digest
+
+
+@dataclass(slots=True)
+class Part:
+    """One byte range of a blob and how much of it is on disk."""
+
+    n: int
+    offset: int
+    size: int
+    completed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.completed >= self.size
+
+    @property
+    def start(self) -> int:
+        """The first byte still missing."""
+        return self.offset + self.completed
+
+    @property
+    def end(self) -> int:
+        """The last byte of the part (inclusive, as in a Range header)."""
+        return self.offset + self.size - 1
+
+    def to_json(self) -> bytes:
+        """Ollama's part file format."""
+        body = {"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}
+        return json.dumps(body).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Part | None:
+        """Parse a part file; None when it is unreadable or inconsistent."""
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(body, dict):
+            return None
+        values = [body.get(key) for key in ("N", "Offset", "Size", "Completed")]
+        numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        if len(numbers) != len(values):
+            return None
+        n, offset, size, completed = numbers
+        if completed > size:
+            return None
+        return cls(n, offset, size, completed)
+
+
+def plan_parts(total: int, part_size: int) -> list[Part]:
+    """Split `total` bytes into consecutive parts of `part_size` (the last one shorter)."""
+    return [
+        Part(n, offset, min(part_size, total - offset))
+        for n, offset in enumerate(range(0, total, max(1, part_size)))
+    ]
+
+
+def store_error(exc: OSError, path: Path) -> StoreError:
+    """The store error for a failed write (`DiskFullError` when the disk is full)."""
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(str(path))
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+class PartialDownload:
+    """A blob being downloaded: `sha256-<hex>-partial` plus its `-partial-<N>` part files."""
+
+    def __init__(self, blobs: BlobStore, digest: Digest, total: int = 0) -> None:
+        self.path = blobs.partial_path(digest)
+        self.total = total
+
+    def part_path(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}-{n}")
+
+    def part_files(self) -> list[Path]:
+        prefix = self.path.name + "-"
+        if not self.path.parent.is_dir():
+            return []
+        return [
+            entry
+            for entry in self.path.parent.iterdir()
+            if entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit()
+        ]
+
+    def load(self, part_size: int) -> list[Part]:
+        """The saved parts when they describe this blob, else a fresh plan (old state dropped)."""
+        parts = self._read_parts()
+        if parts is None:
+            parts = self.reset(plan_parts(self.total, part_size))
+        return parts
+
+    def _read_parts(self) -> list[Part] | None:
+        if not self.path.is_file() or self.path.stat().st_size != self.total:
+            return None
+        parts = [Part.from_json(path.read_bytes()) for path in self.part_files()]
+        if not parts or any(part is None for part in parts):
+            return None
+        ordered = sorted((p for p in parts if p is not None), key=lambda p: p.offset)
+        position = 0
+        for index, part in enumerate(ordered):
+            if part.offset != position or part.n != index or part.size == 0:
+                return None
+            position += part.size
+        return ordered if position == self.total else None
+
+    def reset(self, parts: list[Part]) -> list[Part]:
+        """Start over with these parts: a sparse data file of the right size, fresh part files."""
+        self.finish()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.path.open("wb") as handle:
+                handle.truncate(self.total)
+        except OSError as exc:
+            raise store_error(exc, self.path) from exc
+        for part in parts:
+            self.save(part)
+        return parts
+
+    def save(self, part: Part) -> None:
+        """Record a part's progress atomically (a crash leaves the old or the new state)."""
+        path = self.part_path(part.n)
+        temp = path.with_name(f".{path.name}.tmp")
+        try:
+            temp.write_bytes(part.to_json())
+            temp.replace(path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise store_error(exc, path) from exc
+
+    def finish(self) -> None:
+        """Remove the part files (the data file stays, to be committed)."""
+        for path in self.part_files():
+            path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Remove everything: data and part files."""
+        self.finish()
+        self.path.unlink(missing_ok=True)
+
+
+@contextmanager
+def blob_lock(blobs: BlobStore, digest: Digest) -> Iterator[None]:
+    """Hold the download lock of one blob, so two pulls never write the same partial file."""
+    blobs.root.mkdir(parents=True, exist_ok=True)
+    partial = blobs.partial_path(digest)
+    path = partial.with_name(partial.name + ".lock")
+    with FileLock(str(path)):
+        yield
+        if blobs.exists(digest):
+            path.unlink(missing_ok=True)
+
+
+def commit_download(blobs: BlobStore, digest: Digest) -> Path:
+    """Verify a finished partial file against its digest and move it into the store.
+
+    Raises `DigestMismatchError` (after deleting the bad data) when the bytes differ.
+    """
+    state = PartialDownload(blobs, digest)
+    try:
+        path = blobs.commit(state.path, digest)
+    except DigestMismatchError:
+        state.discard()
+        raise
+    state.finish()
+    return path

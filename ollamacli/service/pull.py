@@ -1,0 +1,262 @@
+"""The pull use case: bring a model from an Ollama registry or Hugging Face into the store.
+
+Statuses are Ollama's, in Ollama's order: `pulling manifest`, then `pulling <12 hex>` per blob
+(digest, total, completed; a blob already in the store reports once, complete), `verifying
+sha256 digest`, `writing manifest`, `removing unused layers` (when the new manifest made some
+blobs unused) and `success`. Blobs are downloaded resumably (see `registry.transfer`),
+verified and moved into the store; the model's GGUF header must pass the engine's
+architecture check; the manifest is written last, so an interrupted pull never leaves a
+model that cannot run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ollamacli.config import Settings
+from ollamacli.engine.support import check_architecture
+from ollamacli.errors import (
+    DiskFullError,
+    InvalidRequestError,
+    OllamaCliError,
+    RegistryError,
+    StoreError,
+)
+from ollamacli.gguffile import GGUFInfo, is_gguf, read_gguf
+from ollamacli.names import ModelName
+from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
+from ollamacli.service.models import Fetcher, _config_for
+from ollamacli.store import Digest, Layer, Manifest, Store
+from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL
+
+if TYPE_CHECKING:
+    from ollamacli.registry.transfer import Downloader, TransferOptions
+
+DiskFree = Callable[[Path], int]
+"""Free bytes on the filesystem holding a folder."""
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes where `path` lives."""
+    return shutil.disk_usage(path).free
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteBlob:
+    """A blob to bring into the store: its digest, size and where to download it."""
+
+    digest: Digest
+    size: int
+    url: str
+
+
+def _short(digest: Digest) -> str:
+    """The 12 hex digits Ollama shows in `pulling <hex>`."""
+    return digest.split(":", 1)[-1][:12]
+
+
+class PullService:
+    """Pulls models into a store (callable from the CLI, `run`'s auto-pull and /api/pull)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        options: TransferOptions | None = None,
+        free_space: DiskFree = disk_free,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.options = options
+        self._free_space = free_space
+
+    def pull(
+        self,
+        name: str | ModelName,
+        progress: ProgressSink = ignore_progress,
+        *,
+        insecure: bool = False,
+    ) -> ModelName:
+        """Pull `name` (`[host/][namespace/]model[:tag]` or `hf.co/<user>/<repo>[:<quant>]`)."""
+        model = name if isinstance(name, ModelName) else ModelName.parse(name)
+        if model.scheme == "http" and not insecure:
+            raise InvalidRequestError(
+                "insecure protocol http", hint="pass --insecure to pull from a plain-http registry"
+            )
+        if model.is_huggingface:
+            self._pull_huggingface(model, progress)
+        else:
+            self._pull_registry(model, progress, insecure=insecure)
+        return model
+
+    def fetcher(self, *, insecure: bool = False) -> Fetcher:
+        """This service as `ModelService`'s fetcher (`run` and `create FROM` pull missing models)."""
+
+        def fetch(name: ModelName, progress: ProgressSink) -> None:
+            self.pull(name, progress, insecure=insecure)
+
+        return fetch
+
+    def _transfer_options(self) -> TransferOptions:
+        from ollamacli.registry.transfer import TransferOptions
+
+        return self.options or TransferOptions()
+
+    def _pull_registry(self, model: ModelName, progress: ProgressSink, *, insecure: bool) -> None:
+        from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
+        from ollamacli.registry.transfer import Downloader
+
+        options = self._transfer_options()
+        progress(ProgressEvent("pulling manifest"))
+        auth = RegistryAuth(f"{'http' if insecure else 'https'}://{model.host}")
+        with new_client(options, auth) as client:
+            registry = OllamaRegistry(client, model, insecure=insecure, options=options)
+            raw = registry.fetch_manifest()
+            manifest = _parse_manifest(raw, registry.manifest_url)
+            blobs = [
+                RemoteBlob(layer.digest, layer.size, registry.blob_url(layer.digest))
+                for layer in (*manifest.layers, manifest.config)
+            ]
+            downloader = Downloader(
+                client, self.store.blobs, options, auth_headers=auth.headers_for
+            )
+            fresh = self._fetch(downloader, blobs, progress)
+        with self._cleanup_on_error(fresh):
+            for layer in manifest.find(MEDIA_MODEL):
+                self._preflight(self.store.blobs.require(layer.digest), model)
+        self._write_manifest(model, raw, progress)
+
+    def _pull_huggingface(self, model: ModelName, progress: ProgressSink) -> None:
+        from ollamacli.registry.hf import HuggingFaceHub, select_gguf
+        from ollamacli.registry.ollama import new_client
+        from ollamacli.registry.transfer import Downloader
+
+        progress(ProgressEvent("pulling manifest"))
+        hub = HuggingFaceHub(self.settings.hf_endpoint, self.settings.hf_token)
+        repo_id = model.repository
+        quant = None if model.tag.lower() == "latest" else model.tag
+        chosen = select_gguf(hub.list_files(repo_id), quant, repo=f"{model.host}/{repo_id}")
+        located = hub.locate(repo_id, chosen)
+        if located.digest is None:
+            raise RegistryError(
+                f"cannot verify {chosen.path}: the Hub gives no sha256 for it",
+                url=located.url,
+                hint="only GGUF files stored with Git LFS (or Xet) can be pulled",
+            )
+        blob = RemoteBlob(located.digest, located.size, located.url)
+        options = self._transfer_options()
+        auth = hub.auth()
+        with new_client(options, auth) as client:
+            downloader = Downloader(
+                client,
+                self.store.blobs,
+                options,
+                auth_headers=auth.headers_for if auth else lambda url: {},
+            )
+            fresh = self._fetch(downloader, [blob], progress)
+        with self._cleanup_on_error(fresh):
+            path = self.store.blobs.require(blob.digest)
+            config = _config_for(self._preflight(path, model))
+        manifest = self._gguf_manifest(blob, config)
+        self._write_manifest(model, manifest.to_bytes(), progress)
+
+    def _gguf_manifest(self, blob: RemoteBlob, config: dict[str, object]) -> Manifest:
+        import json
+
+        data = json.dumps(config, separators=(",", ":")).encode()
+        config_digest = self.store.blobs.write_bytes(data)
+        return Manifest(
+            config=Layer(CONFIG_MEDIA_TYPE, config_digest, len(data)),
+            layers=(Layer(MEDIA_MODEL, blob.digest, blob.size),),
+        )
+
+    def _fetch(
+        self, downloader: Downloader, blobs: Sequence[RemoteBlob], progress: ProgressSink
+    ) -> list[Digest]:
+        """Download, verify and store every missing blob; returns those newly stored."""
+        from ollamacli.registry.partial import blob_lock, commit_download
+
+        unique = list({blob.digest: blob for blob in blobs}.values())
+        missing = sorted(blob.digest for blob in unique if not self.store.blobs.exists(blob.digest))
+        downloaded: list[Digest] = []
+        with ExitStack() as locks:
+            for digest in missing:  # in sorted order, so two pulls never wait on each other
+                locks.enter_context(blob_lock(self.store.blobs, digest))
+            self._check_space([b for b in unique if not self.store.blobs.exists(b.digest)])
+            for blob in unique:
+                status = f"pulling {_short(blob.digest)}"
+                if self.store.blobs.exists(blob.digest):
+                    progress(ProgressEvent(status, blob.digest, blob.size, blob.size))
+                    continue
+
+                def report(done: int, blob: RemoteBlob = blob, status: str = status) -> None:
+                    progress(ProgressEvent(status, blob.digest, blob.size, done))
+
+                downloader.download(blob.url, blob.digest, blob.size, report)
+                downloaded.append(blob.digest)
+            progress(ProgressEvent("verifying sha256 digest"))
+            for digest in downloaded:
+                commit_download(self.store.blobs, digest)
+        return downloaded
+
+    def _check_space(self, blobs: Sequence[RemoteBlob]) -> None:
+        """Refuse up front when the blobs still to download cannot fit on the disk."""
+        needed = 0
+        for blob in blobs:
+            partial = self.store.blobs.partial_path(blob.digest)
+            have = partial.stat().st_blocks * 512 if partial.is_file() else 0
+            needed += max(0, blob.size - have)
+        if not needed:
+            return
+        free = self._free_space(self.store.blobs.root)
+        if free < needed:
+            raise DiskFullError(
+                str(self.store.blobs.root),
+                message=f"not enough disk space to pull: {_gb(needed)} needed, {_gb(free)} free "
+                f"in {self.store.root}",
+            )
+
+    def _preflight(self, path: Path, model: ModelName) -> GGUFInfo:
+        """Read the model's GGUF header and refuse architectures the engine cannot load."""
+        if not is_gguf(path):
+            raise RegistryError(f"the model layer of {model.short} is not a GGUF file")
+        info = read_gguf(path)
+        check_architecture(info.architecture)
+        return info
+
+    @contextmanager
+    def _cleanup_on_error(self, fresh: Sequence[Digest]) -> Iterator[None]:
+        """On failure, delete the blobs this pull added that no manifest uses."""
+        try:
+            yield
+        except OllamaCliError:
+            with self.store.locked():
+                referenced = self.store.referenced()
+                for digest in fresh:
+                    if digest not in referenced:
+                        self.store.blobs.delete(digest)
+            raise
+
+    def _write_manifest(self, model: ModelName, raw: bytes, progress: ProgressSink) -> None:
+        progress(ProgressEvent("writing manifest"))
+        removed = self.store.commit(model, raw)
+        if removed:
+            progress(ProgressEvent("removing unused layers"))
+        progress(ProgressEvent("success"))
+
+
+def _parse_manifest(raw: bytes, url: str) -> Manifest:
+    try:
+        return Manifest.parse(raw)
+    except StoreError as exc:
+        raise RegistryError(f"pull model manifest: {exc}", url=url) from exc
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
