@@ -68,6 +68,7 @@ class SamplingConfig:
     num_keep: int = 4
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF text constraining the output
+    truncate: bool = True  # a prompt longer than the context keeps num_keep + its end; else error
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class Completion:
     eval_count: int
     eval_duration: int
     context: tuple[int, ...] = ()  # prompt + answer tokens, for /api/generate's `context`
+    truncated: bool = False  # the prompt did not fit in the context and was shortened
 
 
 GenerationEvent = TextChunk | Completion

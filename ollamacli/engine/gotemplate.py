@@ -1,15 +1,444 @@
-"""Ollama Go templates (text/template subset). Placeholder until the engine work lands."""
+"""Ollama's Go chat templates: parse, validate and render them exactly the way Ollama does.
+
+Follows ollama/template/template.go: the template sees `.System` (all system messages joined
+by a blank line), `.Messages` (consecutive same-role messages merged), `.Tools`, `.Response`
+(empty), and the functions `json`, `currentDate`, `yesterdayDate` and `toTypeScriptType` next
+to Go's builtins. A template that mentions neither `.Messages` nor `.Response` gets
+`{{ .Response }}` appended. A template without `.Messages` is a legacy one: it is rendered
+once per (system, user, assistant) turn with `.System`/`.Prompt`/`.Response`, and the last
+turn is cut just after `{{ .Response }}` so the prompt ends where the answer begins.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import html
+import json
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 
-from ollamacli.engine.base import ChatMessage
-from ollamacli.errors import TemplateError
+from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.engine.goexec import (
+    Executor,
+    FunctionError,
+    GoFunction,
+    GoStruct,
+    JsonMap,
+    format_value,
+    is_true,
+    to_json,
+)
+from ollamacli.engine.goparse import (
+    Action,
+    Branch,
+    Command,
+    Field,
+    Node,
+    Operand,
+    Parser,
+    Pipe,
+    Variable,
+    lex,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GoTemplate:
+    """A parsed template and the identifiers it mentions (lower-cased, as Ollama compares)."""
+
+    source: str
+    nodes: tuple[Node, ...]
+    identifiers: frozenset[str]
+
+    @property
+    def uses_messages(self) -> bool:
+        """True for a messages template, False for a legacy per-turn one."""
+        return "messages" in self.identifiers or "document" in self.identifiers
+
+    def render(
+        self, messages: Sequence[ChatMessage], *, tools: Sequence[Mapping[str, object]] = ()
+    ) -> str:
+        """The prompt for a conversation."""
+        system, collated = collate(messages)
+        executor = Executor(FUNCTIONS)
+        if self.uses_messages:
+            data: dict[str, object] = {
+                "System": system,
+                "Messages": [_message(m) for m in collated],
+                "Tools": [_tool(t) for t in tools] or None,
+                **_THINK_VALUES,
+            }
+            return executor.execute(self.nodes, {**data, "Response": ""})
+        return self._render_legacy(collated, executor)
+
+    def _render_legacy(self, messages: Sequence[ChatMessage], executor: Executor) -> str:
+        parts: list[str] = []
+        turn = {"System": "", "Prompt": "", "Response": ""}
+        for message in messages:
+            starts_turn = {
+                "system": turn["Prompt"] or turn["Response"],
+                "user": turn["Response"],
+            }.get(message.role, "")
+            if starts_turn:
+                parts.append(executor.execute(self.nodes, {**turn, **_THINK_VALUES}))
+                turn = {"System": "", "Prompt": "", "Response": ""}
+            key = {"system": "System", "user": "Prompt", "assistant": "Response"}.get(message.role)
+            if key:
+                turn[key] = message.content
+        last = _ResponseCut().nodes(self.nodes)
+        parts.append(executor.execute(last, {**turn, **_THINK_VALUES}))
+        return "".join(parts)
+
+
+_THINK_VALUES: dict[str, object] = {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
+_RESPONSE_ACTION = Action(Pipe((Command((Field(("Response",)),)),)))
+
+
+@functools.lru_cache(maxsize=64)
+def parse_go(source: str) -> GoTemplate:
+    """Parse a Go template (raises `TemplateError` with the line and the problem)."""
+    nodes = Parser(lex(source), FUNCTIONS.__contains__).parse()
+    identifiers = frozenset(name.lower() for name in _identifiers(nodes))
+    if "messages" not in identifiers and "response" not in identifiers:
+        nodes = (*nodes, _RESPONSE_ACTION)
+        identifiers |= {"response"}
+    return GoTemplate(source, nodes, identifiers)
 
 
 def render_go(
     source: str, messages: Sequence[ChatMessage], *, tools: Sequence[Mapping[str, object]] = ()
 ) -> str:
-    """Render an Ollama Go template."""
-    raise TemplateError("Go templates are not supported yet")
+    """Render an Ollama Go template for a conversation."""
+    return parse_go(source).render(messages, tools=tools)
+
+
+def collate(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatMessage]]:
+    """All system texts joined, and the messages with same-role neighbours merged (not tools)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    merged: list[ChatMessage] = []
+    for message in messages:
+        if merged and merged[-1].role == message.role and message.role != "tool":
+            previous = merged[-1]
+            merged[-1] = dataclasses.replace(
+                previous, content=previous.content + "\n\n" + message.content
+            )
+        else:
+            merged.append(message)
+    return system, merged
+
+
+def _identifiers(nodes: Sequence[Node]) -> list[str]:
+    """Field and variable names, as Ollama's `Identifiers` collects them."""
+    names: list[str] = []
+    for node in nodes:
+        if isinstance(node, Action):
+            names += _pipe_identifiers(node.pipe)
+        elif isinstance(node, Branch):
+            names += _pipe_identifiers(node.pipe) + _identifiers(node.body)
+            names += _identifiers(node.otherwise or ())
+    return names
+
+
+def _pipe_identifiers(pipe: Pipe) -> list[str]:
+    names: list[str] = []
+    for command in pipe.commands:
+        for arg in command.args:
+            if isinstance(arg, Field):
+                names += arg.idents
+            elif isinstance(arg, Variable):
+                names += [arg.name, *arg.idents]
+            elif isinstance(arg, Pipe):
+                names += _pipe_identifiers(arg)
+    return names
+
+
+class _ResponseCut:
+    """Ollama's `deleteNode`: keep everything up to the first `.Response` field, drop the rest."""
+
+    def __init__(self) -> None:
+        self.cut = False
+
+    def nodes(self, nodes: Sequence[Node]) -> tuple[Node, ...]:
+        kept = (self._node(node) for node in nodes)
+        return tuple(node for node in kept if node is not None)
+
+    def _node(self, node: Node) -> Node | None:
+        if self.cut:
+            return None
+        if isinstance(node, Action):
+            pipe = self._pipe(node.pipe)
+            return Action(pipe) if pipe is not None else None
+        if isinstance(node, Branch):
+            body = self.nodes(node.body)
+            otherwise = None if node.otherwise is None else self.nodes(node.otherwise)
+            return Branch(node.kind, node.pipe, body, otherwise)
+        return node
+
+    def _pipe(self, pipe: Pipe) -> Pipe | None:
+        commands: list[Command] = []
+        for command in pipe.commands:
+            args = [arg for arg in (self._arg(a) for a in command.args) if arg is not None]
+            if not args:
+                return None
+            commands.append(Command(tuple(args)))
+        return Pipe(tuple(commands), pipe.decl, pipe.assign)
+
+    def _arg(self, arg: Operand) -> Operand | None:
+        if self.cut:
+            return None
+        if isinstance(arg, Field) and "Response" in arg.idents:
+            self.cut = True
+            return arg
+        if isinstance(arg, Pipe):
+            return self._pipe(arg)
+        return arg
+
+
+def _message(message: ChatMessage) -> GoStruct:
+    return GoStruct(
+        "*template.templateMessage",
+        {
+            "Role": message.role,
+            "Content": message.content,
+            "Thinking": "",
+            "Images": list(message.images) or None,
+            "ToolCalls": [_tool_call(c, i) for i, c in enumerate(message.tool_calls)] or None,
+            "ToolName": message.tool_name or "",
+            "ToolCallID": "",
+        },
+    )
+
+
+def _tool_call(call: ToolCall, index: int) -> GoStruct:
+    function = GoStruct(
+        "template.templateToolCallFunction",
+        {"Index": index, "Name": call.name, "Arguments": JsonMap(call.arguments)},
+    )
+    return GoStruct("template.templateToolCall", {"ID": call.id or "", "Function": function})
+
+
+def _get(mapping: object, key: str) -> object:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
+def _tool(spec: Mapping[str, object]) -> GoStruct:
+    """A request tool (Ollama/OpenAI JSON) as Ollama's templateTool struct."""
+    function, params = _get(spec, "function"), _get(_get(spec, "function"), "parameters")
+    properties = _get(params, "properties")
+    parameters = GoStruct(
+        "template.templateToolFunctionParameters",
+        {
+            "Type": _get(params, "type") or "",
+            "Defs": _get(params, "$defs"),
+            "Items": _get(params, "items"),
+            "Required": _get(params, "required") or None,
+            "Properties": JsonMap(
+                {str(k): _property(v) for k, v in properties.items()}
+                if isinstance(properties, Mapping)
+                else {}
+            ),
+        },
+        (
+            ("Type", "type", False),
+            ("Defs", "$defs", True),
+            ("Items", "items", True),
+            ("Required", "required", True),
+            ("Properties", "properties", False),
+        ),
+    )
+    body = GoStruct(
+        "template.templateToolFunction",
+        {
+            "Name": _get(function, "name") or "",
+            "Description": _get(function, "description") or "",
+            "Parameters": parameters,
+        },
+        (
+            ("Name", "name", False),
+            ("Description", "description", False),
+            ("Parameters", "parameters", False),
+        ),
+    )
+    return GoStruct(
+        "template.templateTool",
+        {"Type": _get(spec, "type") or "", "Items": _get(spec, "items"), "Function": body},
+        (("Type", "type", False), ("Items", "items", True), ("Function", "function", False)),
+        stringer=True,
+    )
+
+
+def _property(spec: object) -> GoStruct:
+    """A JSON-schema property as Ollama's api.ToolProperty (every field omitempty)."""
+    kind = _get(spec, "type")
+    nested = _get(spec, "properties")
+    any_of = _get(spec, "anyOf")
+    fields: dict[str, object] = {
+        "AnyOf": [_property(p) for p in any_of] if isinstance(any_of, list) else None,
+        "Type": kind[0] if isinstance(kind, list) and len(kind) == 1 else kind,
+        "Items": _get(spec, "items"),
+        "Description": _get(spec, "description") or "",
+        "Enum": _get(spec, "enum"),
+        "Properties": (
+            JsonMap({str(k): _property(v) for k, v in nested.items()})
+            if isinstance(nested, Mapping)
+            else None
+        ),
+        "Required": _get(spec, "required"),
+    }
+    names = ("anyOf", "type", "items", "description", "enum", "properties", "required")
+    tags = tuple((go, js, True) for go, js in zip(fields, names, strict=True))
+    return GoStruct("api.ToolProperty", fields, tags)
+
+
+def _typescript(value: object) -> str:
+    """Ollama's `toTypeScriptType` for a tool property."""
+    if not isinstance(value, GoStruct) or value.type_name != "api.ToolProperty":
+        return "any"
+    any_of = value.fields.get("AnyOf")
+    if isinstance(any_of, list) and any_of:
+        return " | ".join(_typescript(p) for p in any_of)
+    kind = value.fields.get("Type")
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
+    names = {"string": "string", "number": "number", "integer": "number", "boolean": "boolean"}
+    names |= {"array": "any[]", "object": "Record<string, any>", "null": "null"}
+    return " | ".join(names.get(str(k), "any") for k in kinds) or "any"
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nil"
+    for kind, types in (("bool", bool), ("int", int), ("float", float), ("string", str)):
+        if isinstance(value, types):
+            return kind
+    return "other"
+
+
+def _eq(first: object, *others: object) -> bool:
+    if not others:
+        raise FunctionError("missing argument for comparison")
+    for other in others:
+        kinds = (_kind(first), _kind(other))
+        if kinds[0] != kinds[1]:
+            if "nil" not in kinds:
+                raise FunctionError("incompatible types for comparison")
+        elif first == other:
+            return True
+    return False
+
+
+def _ordered(first: object, second: object) -> tuple[object, object]:
+    kinds = (_kind(first), _kind(second))
+    if kinds[0] != kinds[1]:
+        raise FunctionError("incompatible types for comparison")
+    if kinds[0] not in ("int", "float", "string"):
+        raise FunctionError("invalid type for comparison")
+    return first, second
+
+
+def _less(first: object, second: object) -> bool:
+    a, b = _ordered(first, second)
+    return bool(a < b)  # type: ignore[operator]  # same basic kind, checked above
+
+
+def _len(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, (list, tuple, dict, bytes)):
+        return len(value)
+    raise FunctionError(f"len of type {_kind(value)}")
+
+
+def _index(value: object, *keys: object) -> object:
+    for key in keys:
+        if isinstance(value, Mapping):
+            value = value.get(key)
+        elif isinstance(value, (list, tuple, str)) and isinstance(key, int):
+            if not 0 <= key < len(value):
+                raise FunctionError(f"index out of range: {key}")
+            value = value[key]
+        else:
+            raise FunctionError(f"can't index item of type {_kind(value)}")
+    return value
+
+
+def _slice(value: object, *bounds: object) -> object:
+    if not isinstance(value, (list, tuple, str)):
+        raise FunctionError(f"can't slice item of type {_kind(value)}")
+    if len(bounds) > 3 or not all(isinstance(b, int) for b in bounds):
+        raise FunctionError("invalid slice indices")
+    start, stop = (list(bounds) + [0, len(value)][len(bounds) :])[:2]
+    assert isinstance(start, int)
+    assert isinstance(stop, int)
+    if not 0 <= start <= stop <= len(value):
+        raise FunctionError(f"slice index out of range: {start}:{stop}")
+    return value[start:stop]
+
+
+def _sprint(*values: object) -> str:
+    """fmt.Sprint: a space between operands when neither side is a string."""
+    out = ""
+    for index, value in enumerate(values):
+        if index and not isinstance(value, str) and not isinstance(values[index - 1], str):
+            out += " "
+        out += format_value(value, nested=True)
+    return out
+
+
+def _sprintf(template: object, *values: object) -> str:
+    """fmt.Sprintf for the verbs templates use: %s %v %d %q %t %f %g %x %%."""
+    text, out, remaining = str(template), [], list(values)
+    index = 0
+    while index < len(text):
+        if text[index] != "%" or index + 1 == len(text):
+            out.append(text[index])
+            index += 1
+            continue
+        verb = text[index + 1]
+        index += 2
+        if verb == "%":
+            out.append("%")
+        elif not remaining:
+            out.append(f"%!{verb}(MISSING)")
+        else:
+            out.append(_verb(verb, remaining.pop(0)))
+    return "".join(out)
+
+
+def _verb(verb: str, value: object) -> str:
+    if verb == "q":
+        return json.dumps(format_value(value, nested=True), ensure_ascii=False)
+    if verb == "d" and isinstance(value, int):
+        return str(value)
+    if verb == "x" and isinstance(value, int):
+        return format(value, "x")
+    if verb in "fg" and isinstance(value, (int, float)):
+        return format(float(value), "f" if verb == "f" else "g")
+    return format_value(value, nested=True)
+
+
+FUNCTIONS: dict[str, GoFunction] = {
+    "and": lambda *a: a[-1],  # short-circuit handled by the executor
+    "or": lambda *a: a[-1],
+    "not": lambda value: not is_true(value),
+    "eq": _eq,
+    "ne": lambda a, b: not _eq(a, b),
+    "lt": _less,
+    "le": lambda a, b: _less(a, b) or _eq(a, b),
+    "gt": lambda a, b: not (_less(a, b) or _eq(a, b)),
+    "ge": lambda a, b: not _less(a, b),
+    "len": _len,
+    "index": _index,
+    "slice": _slice,
+    "print": _sprint,
+    "printf": _sprintf,
+    "println": lambda *a: " ".join(format_value(v, nested=True) for v in a) + "\n",
+    "html": lambda *a: html.escape(_sprint(*a)),
+    "urlquery": lambda *a: urllib.parse.quote_plus(_sprint(*a)),
+    "json": to_json,
+    "currentDate": lambda *_: date.today().isoformat(),
+    "yesterdayDate": lambda *_: (date.today() - timedelta(days=1)).isoformat(),
+    "toTypeScriptType": _typescript,
+}

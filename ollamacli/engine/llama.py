@@ -1,9 +1,83 @@
-"""llama.cpp through llama-cpp-python. Placeholder until the engine work lands."""
+"""llama.cpp through llama-cpp-python: load GGUF models and stream generations.
+
+This is the only module that imports `llama_cpp`, and only inside functions, so commands that
+never run a model never load the shared library. Generation is a plain token loop over
+`Llama.eval` with a sampler chain built from Ollama's options, never llama-cpp-python's
+defaults; such a loop decodes as fast as llama-server (measurements.md), which
+`create_chat_completion` does not quite do.
+"""
 
 from __future__ import annotations
 
-from ollamacli.engine.base import Engine, LoadConfig
-from ollamacli.errors import ModelLoadError
+import ctypes
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamacli.engine.base import (
+    CancelToken,
+    Completion,
+    DoneReason,
+    GenerationEvent,
+    LoadConfig,
+    SamplingConfig,
+    TextChunk,
+)
+from ollamacli.engine.options import physical_cores
+from ollamacli.engine.streaming import TextStream
+from ollamacli.engine.structured import check_json_schema
+from ollamacli.errors import (
+    ContextLengthExceededError,
+    EngineError,
+    InvalidRequestError,
+    ModelLoadError,
+)
+
+logger = logging.getLogger(__name__)
+
+_GGML_LOG_ERROR = 3
+_MIROSTAT_M = 100  # candidates mirostat v1 estimates from (llama.cpp's value)
+
+
+class _LogRouter:
+    """Sends llama.cpp's log lines to `logging` (debug level) instead of stderr."""
+
+    def __init__(self) -> None:
+        self.callback: object | None = None  # kept alive: llama.cpp holds a raw pointer to it
+        self.errors: deque[str] = deque(maxlen=8)
+
+    def install(self, lib: Any) -> None:
+        if self.callback is not None:
+            return
+
+        @lib.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE
+        def forward(level: int, text: bytes, _user_data: object) -> None:
+            message = text.decode("utf-8", "replace").strip()
+            if message:
+                if level == _GGML_LOG_ERROR:
+                    self.errors.append(message)
+                logger.debug("llama.cpp: %s", message)
+
+        lib.llama_log_set(forward, ctypes.c_void_p(0))
+        self.callback = forward
+
+    def last_error(self) -> str:
+        return self.errors[-1] if self.errors else ""
+
+
+_LOGS = _LogRouter()
+
+
+def _library() -> Any:
+    """The `llama_cpp` module, imported on first use, with its logging routed away."""
+    import llama_cpp
+
+    _LOGS.install(llama_cpp)
+    return llama_cpp
 
 
 class LlamaCppFactory:
@@ -12,6 +86,360 @@ class LlamaCppFactory:
     def __init__(self, *, verbose: bool = False) -> None:
         self.verbose = verbose
 
-    def load(self, config: LoadConfig) -> Engine:
-        """Load a model."""
-        raise ModelLoadError("the llama.cpp engine is not wired yet", path=str(config.model_path))
+    def load(self, config: LoadConfig) -> LlamaCppEngine:
+        """Load a model (mmap, CPU threads, optional LoRA); raises `ModelLoadError`."""
+        lib = _library()
+        if len(config.adapters) > 1:
+            raise ModelLoadError(
+                "only one adapter is currently supported", path=str(config.model_path)
+            )
+        _LOGS.errors.clear()
+        try:
+            llm = lib.Llama(**_llama_arguments(lib, config, verbose=self.verbose))
+        except (ValueError, RuntimeError, OSError) as exc:
+            reason = _LOGS.last_error() or str(exc)
+            raise ModelLoadError(
+                f"unable to load model {config.model_path}: {' '.join(reason.split())}",
+                path=str(config.model_path),
+                hint="the file may be damaged or made for a newer llama.cpp; "
+                "try pulling or creating the model again",
+            ) from exc
+        return LlamaCppEngine(lib, llm, config)
+
+
+def _llama_arguments(lib: Any, config: LoadConfig, *, verbose: bool) -> dict[str, object]:
+    threads = config.num_thread or physical_cores()
+    # Embeddings need a whole input in one batch; generation uses Ollama's num_batch.
+    batch = config.num_ctx if config.embedding else min(config.num_batch, config.num_ctx)
+    arguments: dict[str, object] = {
+        "model_path": str(config.model_path),
+        "n_ctx": config.num_ctx,
+        "n_batch": batch,
+        "n_ubatch": batch,
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_gpu_layers": -1 if lib.llama_supports_gpu_offload() else 0,
+        "use_mmap": True,
+        "embedding": config.embedding,
+        "verbose": verbose,
+    }
+    if config.adapters:
+        arguments["lora_path"] = str(config.adapters[0])
+    return arguments
+
+
+def format_grammar(fmt: str | Mapping[str, object] | None) -> str | None:
+    """The GBNF grammar for a request's `format`: none, `"json"`, or a JSON schema."""
+    if fmt is None or fmt in ("", "null"):
+        return None
+    if isinstance(fmt, str):
+        if fmt != "json":
+            raise InvalidRequestError(
+                f'invalid format "{fmt}"', hint='use "json" or a JSON schema object'
+            )
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        return str(JSON_GBNF)
+    check_json_schema(fmt)
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json.dumps(fmt)))
+    except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"format: cannot build a grammar from this schema: {exc}"
+        ) from exc
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """What one generation produced."""
+
+    tokens: list[int] = field(default_factory=list)
+    reason: DoneReason = "stop"
+    duration: int = 0
+
+
+class LlamaCppEngine:
+    """A loaded model. Not thread-safe: the scheduler lends it to one request at a time."""
+
+    def __init__(self, lib: Any, llm: Any, config: LoadConfig) -> None:
+        self._lib = lib
+        self._llm = llm
+        self.config = config
+        self._vocab = lib.llama_model_get_vocab(llm.model)
+        self._pieces: dict[int, bytes] = {}
+        self._metadata = {str(k): str(v) for k, v in dict(llm.metadata).items()}
+        self._closed = False
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window this instance was loaded with."""
+        return int(self._llm.n_ctx())
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """GGUF metadata (string values), including `tokenizer.chat_template`."""
+        return self._metadata
+
+    @property
+    def bos_token(self) -> str:
+        """Text of the beginning-of-sequence token ("" if the model has none)."""
+        return self._token_text(int(self._llm.token_bos()))
+
+    @property
+    def eos_token(self) -> str:
+        """Text of the end-of-sequence token ("" if the model has none)."""
+        return self._token_text(int(self._llm.token_eos()))
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(self._lib.llama_vocab_get_text(self._vocab, token)).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Tokens for some text, without adding a BOS token."""
+        return [int(t) for t in self._llm.tokenize(text.encode(), add_bos=False, special=special)]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text for some tokens (control tokens included, as `context` round-trips need)."""
+        return bytes(self._llm.detokenize(tokens, special=True)).decode("utf-8", "replace")
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """Tokens for a rendered prompt: BOS is added when the model wants one and the
+        template did not already write it (Jinja templates usually do, Go templates don't)."""
+        tokens = self.tokenize(prompt)
+        bos = int(self._llm.token_bos())
+        wants_bos = bool(self._lib.llama_vocab_get_add_bos(self._vocab))
+        if wants_bos and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        return tokens
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        sampling: SamplingConfig,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[GenerationEvent]:
+        """Stream `TextChunk`s, then one `Completion` with Ollama's statistics."""
+        tokens = self.prompt_tokens(prompt) if isinstance(prompt, str) else list(prompt)
+        tokens, truncated = self._fit(tokens, sampling)
+        sampler = _Sampler(self._lib, self._vocab, int(self._llm.n_vocab()), sampling, self.n_ctx)
+        decoded = _Decoded()
+        try:
+            started = time.perf_counter_ns()
+            evaluated = self._ingest(tokens)
+            prompt_duration = time.perf_counter_ns() - started
+            sampler.accept_history(tokens)
+            yield from self._decode(sampler, sampling, cancel, decoded)
+        finally:
+            sampler.close()
+        yield Completion(
+            done_reason=decoded.reason,
+            prompt_eval_count=evaluated,
+            prompt_eval_duration=prompt_duration,
+            eval_count=len(decoded.tokens),
+            eval_duration=decoded.duration,
+            context=(*tokens, *decoded.tokens),
+            truncated=truncated,
+        )
+
+    def _fit(self, tokens: list[int], sampling: SamplingConfig) -> tuple[list[int], bool]:
+        """Shorten a prompt that leaves no room to answer: keep `num_keep` tokens and the end."""
+        n_ctx = self.n_ctx
+        if not tokens:
+            raise InvalidRequestError("the prompt is empty")
+        if len(tokens) < n_ctx:
+            return tokens, False
+        if not sampling.truncate:
+            raise ContextLengthExceededError(n_ctx=n_ctx, requested=len(tokens))
+        wanted = sampling.num_predict if sampling.num_predict > 0 else n_ctx
+        room = max(1, min(wanted, n_ctx // 4))
+        keep = min(max(sampling.num_keep, 0), n_ctx // 2)
+        tail = n_ctx - room - keep
+        logger.debug("prompt of %d tokens truncated to %d", len(tokens), keep + tail)
+        return tokens[:keep] + tokens[len(tokens) - tail :], True
+
+    def _ingest(self, tokens: list[int]) -> int:
+        """Evaluate the prompt, reusing the cached common prefix; returns tokens evaluated."""
+        llm = self._llm
+        cached = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+        common = 0
+        # The last prompt token is always evaluated again: its logits pick the first answer token.
+        for cached_token, token in zip(cached, tokens[:-1], strict=False):
+            if cached_token != token:
+                break
+            common += 1
+        if common < len(cached) and not self._forget_from(common):
+            llm.reset()
+            common = 0
+        llm.n_tokens = common
+        try:
+            llm.eval(tokens[common:])
+        except RuntimeError as exc:
+            llm.reset()
+            raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
+        return len(tokens) - common
+
+    def _forget_from(self, position: int) -> bool:
+        """Drop the cached tokens from `position` on (False when the model can't, e.g. RNNs)."""
+        memory = self._lib.llama_get_memory(self._llm.ctx)
+        return memory is not None and bool(self._lib.llama_memory_seq_rm(memory, -1, position, -1))
+
+    def _decode(
+        self,
+        sampler: _Sampler,
+        sampling: SamplingConfig,
+        cancel: CancelToken | None,
+        decoded: _Decoded,
+    ) -> Iterator[TextChunk]:
+        """The token loop: sample, stream the text, evaluate, until a stop condition."""
+        llm, lib, vocab, n_ctx = self._llm, self._lib, self._vocab, self.n_ctx
+        text = TextStream(sampling.stop)
+        limit = sampling.num_predict if sampling.num_predict >= 0 else -1
+        started = time.perf_counter_ns()
+        while cancel is None or not cancel.cancelled:
+            if len(decoded.tokens) == limit:
+                decoded.reason = "length"
+                break
+            token = sampler.sample(llm.ctx)
+            if lib.llama_vocab_is_eog(vocab, token):
+                break
+            decoded.tokens.append(token)
+            piece = text.push(self._piece(token))
+            if piece:
+                yield TextChunk(piece)
+            if text.stopped:
+                break
+            if llm.n_tokens >= n_ctx:
+                decoded.reason = "length"
+                break
+            llm.eval([token])
+        rest = text.finish()
+        if rest:
+            yield TextChunk(rest)
+        decoded.duration = time.perf_counter_ns() - started
+
+    def _piece(self, token: int) -> bytes:
+        """The bytes a token stands for (cached: the same tokens come back all the time)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = 32
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                written = int(
+                    self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+                )
+                if written >= 0:
+                    break
+                size = -written
+            piece = self._pieces[token] = buffer.raw[:written]
+        return piece
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One mean-pooled (not normalised) embedding per text."""
+        if not self.config.embedding:
+            raise EngineError("this model instance was not loaded for embeddings")
+        try:
+            results = self._llm.embed(texts)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"llama.cpp could not embed the input: {exc}") from exc
+        return [_pooled(vector) for vector in results]
+
+    def close(self) -> None:
+        """Free the model's memory (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._llm.close()
+
+
+def _pooled(vector: list[float] | list[list[float]]) -> list[float]:
+    """Mean over tokens when llama.cpp returns one vector per token (models without pooling)."""
+    if not vector or not isinstance(vector[0], list):
+        return [float(v) for v in vector]  # type: ignore[arg-type]  # already pooled
+    rows = [row for row in vector if isinstance(row, list)]
+    return [sum(column) / len(rows) for column in zip(*rows, strict=True)]
+
+
+class _Sampler:
+    """A llama.cpp sampler chain for one request, in llama.cpp's order:
+    penalties, grammar, then top-k, typical, top-p, min-p, temperature and the random draw
+    (or greedy at temperature 0, or mirostat)."""
+
+    def __init__(
+        self, lib: Any, vocab: Any, n_vocab: int, sampling: SamplingConfig, n_ctx: int
+    ) -> None:
+        self._lib = lib
+        self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        self._last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
+        self._penalised = self._last_n > 0 and (
+            sampling.repeat_penalty != 1.0
+            or sampling.frequency_penalty != 0.0
+            or sampling.presence_penalty != 0.0
+        )
+        self._penalties = lib.llama_sampler_init_penalties(
+            n_vocab,
+            self._last_n,
+            sampling.repeat_penalty,
+            sampling.frequency_penalty,
+            sampling.presence_penalty,
+        )
+        lib.llama_sampler_chain_add(self._chain, self._penalties)
+        try:
+            if sampling.grammar:
+                lib.llama_sampler_chain_add(self._chain, self._grammar(vocab, sampling.grammar))
+            for stage in _selection(lib, n_vocab, sampling):
+                lib.llama_sampler_chain_add(self._chain, stage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _grammar(self, vocab: Any, grammar: str) -> Any:
+        _LOGS.errors.clear()
+        stage = self._lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not stage:
+            reason = _LOGS.last_error() or "it does not parse"
+            raise InvalidRequestError(f"invalid grammar: {reason}")
+        return stage
+
+    def accept_history(self, tokens: list[int]) -> None:
+        """Let the repeat penalties see the end of the prompt, as llama-server does."""
+        if self._penalised:
+            for token in tokens[-self._last_n :]:
+                self._lib.llama_sampler_accept(self._penalties, token)
+
+    def sample(self, ctx: Any) -> int:
+        """Pick the next token from the last evaluated position (and record it)."""
+        return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._lib.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+def _selection(lib: Any, n_vocab: int, s: SamplingConfig) -> list[Any]:
+    """The stages that turn (penalised) logits into one token."""
+    seed = lib.LLAMA_DEFAULT_SEED if s.seed < 0 else s.seed & 0xFFFFFFFF  # default = random
+    if s.temperature <= 0:
+        return [lib.llama_sampler_init_greedy()]
+    if s.mirostat == 1:
+        return [
+            lib.llama_sampler_init_temp(s.temperature),
+            lib.llama_sampler_init_mirostat(
+                n_vocab, seed, s.mirostat_tau, s.mirostat_eta, _MIROSTAT_M
+            ),
+        ]
+    if s.mirostat == 2:
+        return [
+            lib.llama_sampler_init_temp(s.temperature),
+            lib.llama_sampler_init_mirostat_v2(seed, s.mirostat_tau, s.mirostat_eta),
+        ]
+    return [
+        lib.llama_sampler_init_top_k(s.top_k),
+        lib.llama_sampler_init_typical(s.typical_p, 1),
+        lib.llama_sampler_init_top_p(s.top_p, 1),
+        lib.llama_sampler_init_min_p(s.min_p, 1),
+        lib.llama_sampler_init_temp(s.temperature),
+        lib.llama_sampler_init_dist(seed),
+    ]

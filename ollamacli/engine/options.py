@@ -81,6 +81,7 @@ def sampling_config(
     *,
     extra_stop: tuple[str, ...] = (),
     grammar: str | None = None,
+    truncate: bool = True,
 ) -> SamplingConfig:
     """Sampling settings for one request."""
     stop = options.get("stop", [])
@@ -103,4 +104,5 @@ def sampling_config(
         num_keep=_int(options, "num_keep", 4),
         stop=tuple(dict.fromkeys(stops)),
         grammar=grammar,
+        truncate=truncate,
     )

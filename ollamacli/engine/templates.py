@@ -7,6 +7,8 @@ sandbox, the way Hugging Face renders them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import jinja2
 import jinja2.sandbox
 
 from ollamacli.engine.base import ChatMessage
+from ollamacli.engine.gotemplate import parse_go
 from ollamacli.errors import TemplateError
 
 TemplateKind = Literal["jinja", "go", "fallback"]
@@ -33,13 +36,25 @@ FALLBACK_TEMPLATE = (
 
 
 def detect_kind(text: str) -> TemplateKind:
-    """Tell an Ollama Go template from a Jinja one."""
+    """Tell an Ollama Go template from a Jinja one: Jinja has `{%`/`{#` tags, or fails to
+    parse as Go (`{{ messages[0]['content'] }}`, `{{ bos_token }}`)."""
     if "{%" in text or "{#" in text:
         return "jinja"
-    go_markers = ("{{ .", "{{- .", "{{.", "{{ if", "{{- if", "{{ range", "{{- range", "$.")
-    if any(marker in text for marker in go_markers):
-        return "go"
-    return "jinja"
+    try:
+        parse_go(text)
+    except TemplateError:
+        return "jinja"
+    return "go"
+
+
+def validate_template(text: str) -> TemplateKind:
+    """Check a template parses (Modelfile TEMPLATE at create time); raises `TemplateError`."""
+    kind = detect_kind(text)
+    if kind == "go":
+        parse_go(text)
+    else:
+        _compile_jinja(text)
+    return kind
 
 
 def _raise(message: str) -> None:
@@ -50,6 +65,7 @@ def _tojson(value: object, indent: int | None = None, **_: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
+@functools.cache
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
@@ -58,6 +74,14 @@ def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
+
+
+@functools.lru_cache(maxsize=32)
+def _compile_jinja(source: str) -> jinja2.Template:
+    try:
+        return _environment().from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template error: line {exc.lineno}: {exc.message}") from exc
 
 
 def message_dict(message: ChatMessage) -> dict[str, object]:
@@ -91,9 +115,7 @@ class ChatTemplate:
     ) -> str:
         """The prompt text for a conversation."""
         if self.kind == "go":
-            from ollamacli.engine.gotemplate import render_go
-
-            return render_go(self.source, messages, tools=tools)
+            return parse_go(self.source).render(messages, tools=tools)
         return self._render_jinja(messages, tools, add_generation_prompt)
 
     def _render_jinja(
@@ -102,8 +124,25 @@ class ChatTemplate:
         tools: Sequence[Mapping[str, object]],
         add_generation_prompt: bool,
     ) -> str:
+        template = _compile_jinja(self.source)
         try:
-            template = _environment().from_string(self.source)
+            return self._jinja(template, messages, tools, add_generation_prompt)
+        except TemplateError:
+            merged = merge_system(messages)
+            if merged is None:
+                raise
+            # Gemma-style templates refuse a system role; Ollama's own Gemma templates put the
+            # system text at the top of the first user turn instead, and so do we.
+            return self._jinja(template, merged, tools, add_generation_prompt)
+
+    def _jinja(
+        self,
+        template: jinja2.Template,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[Mapping[str, object]],
+        add_generation_prompt: bool,
+    ) -> str:
+        try:
             return template.render(
                 messages=[message_dict(m) for m in messages],
                 tools=list(tools) or None,
@@ -113,8 +152,21 @@ class ChatTemplate:
             )
         except TemplateError:
             raise
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
             raise TemplateError(f"chat template error: {exc}") from exc
+
+
+def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage] | None:
+    """The conversation with its system text leading the first user turn (None if no system
+    message or no user turn to carry it)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    rest = [m for m in messages if m.role != "system"]
+    first_user = next((i for i, m in enumerate(rest) if m.role == "user"), None)
+    if not system or first_user is None:
+        return None
+    user = rest[first_user]
+    rest[first_user] = dataclasses.replace(user, content=f"{system}\n\n{user.content}")
+    return rest
 
 
 def resolve_template(

@@ -3,12 +3,16 @@
 A request names a model and options; this module resolves the model, merges options in
 Ollama's order (default < Modelfile < session < request), borrows a loaded engine from the
 scheduler, renders the chat template and streams the answer followed by the statistics.
+The conversation is assembled as Ollama's server does it (server/routes.go): the model's
+SYSTEM message unless the request starts with its own, then the Modelfile's MESSAGE rows, then
+the request's turns; when the prompt does not fit in the context, the oldest turns are dropped
+(system messages are kept, the last turn always stays), as Ollama's `chatPrompt` does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ollamacli.config import Settings
@@ -17,11 +21,14 @@ from ollamacli.engine.base import (
     ChatMessage,
     Completion,
     Engine,
+    SamplingConfig,
     TextChunk,
     ToolCall,
 )
+from ollamacli.engine.llama import format_grammar
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.templates import ChatTemplate, resolve_template
+from ollamacli.errors import InvalidRequestError
 from ollamacli.names import ModelName
 from ollamacli.parameters import OptionValue, defaults, merge_options, validate_options
 from ollamacli.scheduler import Lease, Scheduler
@@ -89,6 +96,15 @@ ChatEvent = TextChunk | ToolCallsChunk | ChatDone
 
 
 @dataclass(frozen=True, slots=True)
+class _Prompt:
+    """What the engine is given: text (or tokens), and how it was made."""
+
+    content: str | list[int]
+    truncated: bool = False  # old turns were dropped to fit the context
+    keep_context: bool = True  # report `context` tokens (not in raw mode, as Ollama)
+
+
+@dataclass(frozen=True, slots=True)
 class _Prepared:
     resolved: ResolvedModel
     options: dict[str, OptionValue]
@@ -116,7 +132,8 @@ class ChatService:
             "num_thread": self.settings.num_thread,
         }
         modelfile = validate_options(resolved.parameters)
-        merged = merge_options(base, modelfile, session_options, validate_options(request_options))
+        session = validate_options(session_options)
+        merged = merge_options(base, modelfile, session, validate_options(request_options))
         return _Prepared(resolved, merged)
 
     def _lease(self, prepared: _Prepared, keep_alive: float | None) -> Iterator[Lease]:
@@ -144,42 +161,66 @@ class ChatService:
         if not request.messages:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
+        sampling = self._sampling(prepared, request.format, request.truncate)
         for lease in self._lease(prepared, request.keep_alive):
-            messages = self._conversation(prepared.resolved, request.messages, request.system)
             template = self._template(prepared.resolved, lease.engine, request.template)
-            prompt = template.render(messages, tools=request.tools)
-            yield from self._stream(lease, prompt, prepared.options, started, cancel)
+            messages = self.conversation(prepared.resolved, request.messages, request.system)
+            prompt = _fit_conversation(
+                lease.engine, template, messages, request.tools, truncate=request.truncate
+            )
+            yield from self._stream(lease, prompt, sampling, started, cancel)
 
     def generate(
         self, request: GenerateRequest, cancel: CancelToken | None = None
     ) -> Iterator[ChatEvent]:
         """Stream a completion for a single prompt."""
         started = time.perf_counter_ns()
+        if request.raw and (request.template or request.system or request.context):
+            raise InvalidRequestError("raw mode does not support template, system, or context")
         prepared = self.prepare(request.model, request.options, request.session_options)
         if not request.prompt:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
+        sampling = self._sampling(prepared, request.format, request.truncate)
         for lease in self._lease(prepared, request.keep_alive):
             if request.raw:
-                prompt: str | list[int] = request.prompt
+                prompt = _Prompt(request.prompt, keep_context=False)
             else:
-                turn = (ChatMessage("user", request.prompt),)
-                history = () if request.context else None
-                messages = self._conversation(prepared.resolved, turn, request.system, history)
-                template = self._template(prepared.resolved, lease.engine, request.template)
-                text = template.render(messages)
-                prompt = (
-                    [*request.context, *lease.engine.tokenize(text)] if request.context else text
-                )
-            yield from self._stream(lease, prompt, prepared.options, started, cancel)
+                prompt = self._generate_prompt(prepared.resolved, lease.engine, request)
+            yield from self._stream(lease, prompt, sampling, started, cancel)
+
+    def _generate_prompt(
+        self, resolved: ResolvedModel, engine: Engine, request: GenerateRequest
+    ) -> _Prompt:
+        """Ollama's generate prompt: system, MESSAGE rows (unless continuing a `context`),
+        the prompt as a user turn; a `context` is prepended as tokens."""
+        turns: list[ChatMessage] = []
+        system = request.system or resolved.system
+        if system:
+            turns.append(ChatMessage("system", system))
+        if not request.context:
+            turns += _seeded(resolved)
+        turns.append(ChatMessage("user", request.prompt))
+        template = self._template(resolved, engine, request.template)
+        if request.context:
+            return _Prompt([*request.context, *engine.tokenize(template.render(turns))])
+        return _fit_conversation(engine, template, turns, (), truncate=request.truncate)
+
+    def _sampling(self, prepared: _Prepared, fmt: FormatSpec, truncate: bool) -> SamplingConfig:
+        """Sampling settings, with `format` turned into a grammar before any model loads."""
+        return sampling_config(prepared.options, grammar=format_grammar(fmt), truncate=truncate)
 
     def _load_only(
         self, prepared: _Prepared, keep_alive: float | None, started: int
     ) -> Iterator[ChatEvent]:
+        """An empty request: load the model (or, with keep_alive 0, unload it)."""
+        if keep_alive == 0:
+            self.scheduler.unload(prepared.resolved.name.short)
+            yield ChatDone(done_reason="unload", total_duration=time.perf_counter_ns() - started)
+            return
         for lease in self._lease(prepared, keep_alive):
-            reason = "unload" if keep_alive is not None and keep_alive <= 0 else "load"
             yield ChatDone(
-                done_reason=reason,
+                done_reason="load",
                 total_duration=time.perf_counter_ns() - started,
                 load_duration=lease.load_duration,
             )
@@ -187,13 +228,12 @@ class ChatService:
     def _stream(
         self,
         lease: Lease,
-        prompt: str | list[int],
-        options: Mapping[str, OptionValue],
+        prompt: _Prompt,
+        sampling: SamplingConfig,
         started: int,
         cancel: CancelToken | None = None,
     ) -> Iterator[ChatEvent]:
-        sampling = sampling_config(options)
-        for event in lease.engine.generate(prompt, sampling, cancel):
+        for event in lease.engine.generate(prompt.content, sampling, cancel):
             if isinstance(event, Completion):
                 yield ChatDone(
                     done_reason=event.done_reason,
@@ -203,30 +243,21 @@ class ChatService:
                     prompt_eval_duration=event.prompt_eval_duration,
                     eval_count=event.eval_count,
                     eval_duration=event.eval_duration,
-                    context=event.context,
+                    context=event.context if prompt.keep_context else (),
+                    truncated=prompt.truncated or event.truncated,
                 )
             else:
                 yield event
 
     @staticmethod
-    def _conversation(
-        resolved: ResolvedModel,
-        messages: tuple[ChatMessage, ...],
-        system: str | None,
-        history: tuple[ChatMessage, ...] | None = None,
+    def conversation(
+        resolved: ResolvedModel, messages: Sequence[ChatMessage], system: str | None = None
     ) -> list[ChatMessage]:
-        """System message, the Modelfile's MESSAGE rows, then the request's turns."""
-        seeded = (
-            history
-            if history is not None
-            else tuple(
-                ChatMessage(str(m.get("role", "user")), str(m.get("content", "")))
-                for m in resolved.messages
-            )
-        )
-        conversation = [*seeded, *messages]
+        """The model's SYSTEM (or `system`) unless the request opens with a system message,
+        then the Modelfile's MESSAGE rows, then the request's turns (Ollama's order)."""
+        conversation = [*_seeded(resolved), *messages]
         system_text = system if system is not None else resolved.system
-        if system_text is not None and not (conversation and conversation[0].role == "system"):
+        if system_text and not (messages and messages[0].role == "system"):
             conversation.insert(0, ChatMessage("system", system_text))
         return conversation
 
@@ -239,3 +270,32 @@ class ChatService:
             bos_token=engine.bos_token,
             eos_token=engine.eos_token,
         )
+
+
+def _seeded(resolved: ResolvedModel) -> list[ChatMessage]:
+    """The Modelfile's MESSAGE rows."""
+    return [
+        ChatMessage(str(m.get("role", "user")), str(m.get("content", "")))
+        for m in resolved.messages
+    ]
+
+
+def _fit_conversation(
+    engine: Engine,
+    template: ChatTemplate,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[Mapping[str, object]],
+    *,
+    truncate: bool,
+) -> _Prompt:
+    """The prompt, dropping the oldest turns (never system messages or the last turn) until it
+    fits the context; True when something was dropped."""
+    prompt = template.render(messages, tools=tools)
+    if not truncate or len(engine.tokenize(prompt)) <= engine.n_ctx:
+        return _Prompt(prompt)
+    for start in range(1, len(messages)):
+        kept = [m for m in messages[:start] if m.role == "system"] + list(messages[start:])
+        prompt = template.render(kept, tools=tools)
+        if len(engine.tokenize(prompt)) <= engine.n_ctx:
+            break
+    return _Prompt(prompt, truncated=len(messages) > 1)
