@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,19 @@ def hub(tmp_path: Path) -> Iterator[HubServer]:
     """A local Hugging Face endpoint."""
     with running_hub(tmp_path / "hub") as server:
         yield server
+
+
+@pytest.fixture
+def hub_repo(hub: HubServer, tmp_path: Path) -> dict[str, Path]:
+    """`user/Tiny-GGUF` with two quantisations, a README and a config file."""
+    files = {}
+    for quant, file_type in (("Q4_K_M", 15), ("Q8_0", 7)):
+        path = make_tiny_gguf(tmp_path / f"tiny-{quant}.gguf", file_type=file_type, seed=file_type)
+        hub.app.add_file("user/Tiny-GGUF", f"Tiny-{quant}.gguf", path)
+        files[quant] = path
+    hub.app.add_file("user/Tiny-GGUF", "README.md", b"# Tiny")
+    hub.app.add_file("user/Tiny-GGUF", "config.json", json.dumps({"a": 1}).encode() * 100)
+    return files
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ class Faults:
     """Digests served with their last byte flipped (a wrong digest)."""
     ignore_range: bool = False
     """Answer 200 with the whole file even when Range is sent."""
+    range_probe_only: bool = False
+    """Honour Range for a 1-byte probe only, then send whole files (a server changing its mind)."""
     refuse: bool = False
     """Answer every file request with 500 (a registry that is down for good)."""
     manifest_500: int = 0
@@ -147,6 +149,8 @@ class ServerApp:
         start, end = 0, total - 1
         match = _RANGE.fullmatch(handler.headers.get("Range", "").strip())
         ranged = match is not None and not self.faults.ignore_range
+        if ranged and self.faults.range_probe_only and match is not None:
+            ranged = match.groups() == ("0", "0")
         if match and ranged:
             first, last = match.groups()
             start = int(first) if first else max(0, total - int(last))

@@ -50,6 +50,7 @@ class RegistryApp(ServerApp):
         self.manifests: dict[tuple[str, str, str], bytes] = {}
         self.blobs: dict[str, Path] = {}
         self.tokens_issued: list[dict[str, str]] = []
+        self.refuse_tokens = False
         self.registry_port = 0
         self.cdn_port = 0
 
@@ -176,6 +177,9 @@ class RegistryApp(ServerApp):
 
     def _token(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         params = {key: values[0] for key, values in query.items()}
+        if self.refuse_tokens:
+            self.send_json(handler, 403, b'{"errors":[{"code":"DENIED"}]}')
+            return
         self.tokens_issued.append(params)
         token = self._expected_token(params.get("scope", ""))
         self.send_json(handler, 200, json.dumps({"token": token}).encode())
