@@ -180,15 +180,21 @@ check_venv_module() {
 }
 
 # True when llama-cpp-python will not have to be compiled: it is already in the virtual
-# environment, or pip's cache holds a wheel built earlier.
+# environment, or pip's cache (default location) holds a wheel built earlier.
 llama_cpp_prebuilt() {
     if [ -x "$VENV/bin/python" ] &&
         "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llama_cpp") is None)' 2>/dev/null; then
         return 0
     fi
-    cache_python=$PYTHON
-    [ -x "$VENV/bin/python" ] && cache_python="$VENV/bin/python"
-    "$cache_python" -m pip cache list llama_cpp_python --format=abspath 2>/dev/null | grep -q '\.whl$'
+    if [ -n "${PIP_CACHE_DIR:-}" ]; then
+        pip_cache=$PIP_CACHE_DIR
+    elif [ "$(uname -s)" = Darwin ]; then
+        pip_cache="$HOME/Library/Caches/pip"
+    else
+        pip_cache="${XDG_CACHE_HOME:-$HOME/.cache}/pip"
+    fi
+    [ -d "$pip_cache/wheels" ] &&
+        find "$pip_cache/wheels" -name 'llama_cpp_python-*.whl' 2>/dev/null | grep -q .
 }
 
 # llama-cpp-python ships only as source on PyPI: pip compiles llama.cpp with a C/C++ compiler
