@@ -14,7 +14,9 @@ How a blob arrives (after Ollama's `server/download.go`, sized for small machine
   huggingface_hub's `http_get` does. Small blobs (one part) are one plain httpx GET.
 - Part bodies are read with the standard library's `http.client`, whose `readinto` fills a
   reusable buffer: on the 2-core benchmark machine httpx's pure-Python parser reached
-  ~0.4x curl's throughput on one connection, `http.client` matches it.
+  ~0.4x curl's throughput on one connection, `http.client` matches it. When `http.client`
+  cannot connect where httpx could (an HTTP(S)_PROXY, which only httpx honours), the parts
+  go through httpx.
 - Network failures, 429 and 5xx are retried with exponential backoff (1, 2, 4, ... s; 6 tries
   per part, counted afresh after a try that made progress). A stall (no byte for 30 s) is
   retried at once, up to 10 times. Then one `DownloadError`.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import logging
 import math
 import os
 import ssl
@@ -50,6 +53,7 @@ AuthHeaders = Callable[[str], Mapping[str, str]]
 """The credentials to send with a request to a URL (none for other origins)."""
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 RETRY_HINT = "check the network connection and run the same command again; it resumes"
 BUFFER_SIZE = 1 << 20
@@ -224,6 +228,7 @@ class Downloader:
             url, ranged = self._locate(url)
             if not ranged:
                 parts = state.reset([Part(0, 0, state.total)])
+            direct = self._direct_reachable(url)
         try:
             self._run(_Job(state, parts, url, direct), report)
         except _RangeIgnored:
@@ -253,6 +258,17 @@ class Downloader:
             if response.status_code not in (200, 206):
                 raise _http_error(response.status_code, response.reason_phrase, url)
             return response.status_code, None
+
+    def _direct_reachable(self, url: str) -> bool:
+        """Whether `http.client` reaches the URL: it ignores HTTP(S)_PROXY, which httpx honours,
+        so behind a proxy the parts go through httpx instead (slower, but they arrive)."""
+        headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+        try:
+            with self._open_direct(url, headers) as body:
+                return body.status < 500
+        except (OSError, http.client.HTTPException) as exc:
+            logger.debug("no direct connection to %s (%s): downloading through httpx", url, exc)
+            return False
 
     def _run(self, job: _Job, report: ByteProgress) -> None:
         pending = [part for part in job.parts if not part.done]

@@ -156,7 +156,7 @@ def test_pull_survives_server_ignoring_range(
 
     _assert_store_verifies(store)
     gets = [r for r in registry.app.requests if r.path.endswith(model)]
-    assert len(gets) == 2  # the Range probe answered 200, then one stream of the whole blob
+    assert len(gets) == 3  # two Range probes answered 200, then one stream of the whole blob
 
 
 def test_pull_retries_500s_then_succeeds(
@@ -194,7 +194,7 @@ def test_pull_retries_broken_bodies_and_succeeds(
     _assert_store_verifies(store)
     parts = len(range(0, big_gguf.stat().st_size, FAST.part_size(big_gguf.stat().st_size)))
     gets = [r for r in registry.app.requests if r.path.endswith(model)]
-    assert len(gets) > parts + 1  # the probe, each part once, and the retries
+    assert len(gets) > parts + 2  # two probes, each part once, and the retries
 
 
 def test_pull_gives_up_with_one_clear_error(
@@ -228,7 +228,7 @@ def test_pull_resumes_from_saved_parts_without_refetching_them(
 
     pulls.pull(registry.name("tiny"), insecure=True)
 
-    assert registry.app.served[model] == size - saved + 1  # + the 1-byte Range probe
+    assert registry.app.served[model] == size - saved + 2  # + two 1-byte Range probes
     _assert_store_verifies(store)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ollamacli.errors import DigestMismatchError, DownloadError
@@ -124,8 +126,8 @@ def test_downloader_fetches_parts_in_parallel_ranges(registry: RegistryServer, s
     data = os.urandom(500_000)
     seen = _download(registry, store, data)
     ranges = [r.headers["range"] for r in registry.app.requests if "range" in r.headers]
-    assert ranges[0] == "bytes=0-0"  # the probe
-    assert len(ranges) == 1 + len(plan_parts(len(data), FAST.part_size(len(data))))
+    assert ranges[:2] == ["bytes=0-0", "bytes=0-0"]  # the probes (httpx, then http.client)
+    assert len(ranges) == 2 + len(plan_parts(len(data), FAST.part_size(len(data))))
     assert seen[0] == 0
     assert seen[-1] == len(data)
 
@@ -184,5 +186,24 @@ def test_downloader_resumes_only_missing_bytes(
         )
     commit_download(store.blobs, digest)
 
-    assert registry.app.served[digest] == size - already + 1  # + the 1-byte probe
+    assert registry.app.served[digest] == size - already + 2  # + two 1-byte probes
     assert store.blobs.read_bytes(digest) == data
+
+
+def test_downloader_uses_httpx_for_parts_when_only_a_proxy_reaches_the_server(
+    registry: RegistryServer, store: Store
+):
+    data = os.urandom(300_000)
+    served, size = registry.app.add_blob(data)
+    digest = parse_digest(served)
+    with socket.socket() as sock:  # a port nothing listens on: only the proxy gets through
+        sock.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{sock.getsockname()[1]}/v2/library/tiny/blobs/{digest}"
+
+    with httpx.Client(proxy=registry.url, timeout=FAST.timeout()) as client:
+        Downloader(client, store.blobs, FAST).download(unreachable, digest, size, lambda _: None)
+    commit_download(store.blobs, digest)
+
+    assert store.blobs.read_bytes(digest) == data
+    parts = [r for r in registry.app.requests if r.headers.get("range", "bytes=0-0") != "bytes=0-0"]
+    assert len(parts) == len(plan_parts(size, FAST.part_size(size)))

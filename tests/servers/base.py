@@ -110,6 +110,8 @@ class ServerApp:
         self.served: Counter[str] = Counter()
         """Body bytes of files sent, per digest (what a client downloaded, retries included)."""
         self._lock = threading.Lock()
+        self.active = 0
+        """File bodies being sent right now."""
 
     def record(self, handler: BaseHTTPRequestHandler) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}
@@ -170,7 +172,20 @@ class ServerApp:
         handler.end_headers()
         if handler.command == "HEAD":
             return
-        self._send_body(handler, path, digest, start, length, total)
+        with self._lock:
+            self.active += 1
+        try:
+            self._send_body(handler, path, digest, start, length, total)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no file body is being sent (e.g. to a client that was just killed)."""
+        deadline = time.monotonic() + timeout
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not self.active, "the server is still sending"
 
     def _send_body(
         self,
