@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ollamacli.config import Settings
@@ -26,7 +27,9 @@ def model_service(config: Settings | None = None) -> ModelService:
     from ollamacli.store import Store
 
     config = config or settings()
-    return ModelService(Store(config.models), fetcher=pull_fetcher(config))
+    return ModelService(
+        Store(config.models), fetcher=pull_fetcher(config), adapter_converter=convert_adapter
+    )
 
 
 def services(
@@ -36,7 +39,9 @@ def services(
     from ollamacli.service import build_services
 
     config = config or settings()
-    return build_services(config, engine_factory, fetcher=pull_fetcher(config))
+    return build_services(
+        config, engine_factory, fetcher=pull_fetcher(config), adapter_converter=convert_adapter
+    )
 
 
 def pull_service(config: Settings | None = None) -> PullService:
@@ -55,3 +60,10 @@ def pull_fetcher(config: Settings) -> Fetcher:
         pull_service(config).pull(name, progress)
 
     return fetch
+
+
+def convert_adapter(folder: Path, base_model: Path) -> Path:
+    """ADAPTER with a PEFT folder: convert it to a GGUF LoRA (imports the finetune code if used)."""
+    from ollamacli.finetune.export import convert_to_temporary
+
+    return convert_to_temporary(folder, base_model)

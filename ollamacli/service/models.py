@@ -33,8 +33,10 @@ from ollamacli.store.manifests import (
     MEDIA_TEMPLATE,
 )
 
-AdapterConverter = Callable[[Path], Path]
-"""Turns a PEFT safetensors adapter folder into a GGUF LoRA file (from the finetune package)."""
+AdapterConverter = Callable[[Path, Path], Path]
+"""(PEFT adapter folder, base model GGUF) -> a temporary GGUF LoRA file, which `create` imports
+and then deletes. The base is needed as Ollama's converter needs it: llama's q/k rows are
+permuted by head count (from the finetune package)."""
 
 Fetcher = Callable[[ModelName, ProgressSink], None]
 """Brings a missing model into the store (a registry pull); raises `ModelNotFoundError`."""
@@ -229,7 +231,7 @@ class ModelService:
     def _apply_adapters(self, draft: _Draft, spec: CreateSpec, progress: ProgressSink) -> None:
         layers: list[Layer] = []
         for path in spec.adapter_files:
-            layers.append(self._add_file(self._adapter_gguf(path), MEDIA_ADAPTER, progress))
+            layers.append(self._adapter_layer(path, draft, progress))
         for digest in spec.adapter_digests:
             path = self.store.blobs.require(digest)
             self._check_adapter(path)
@@ -239,13 +241,20 @@ class ModelService:
         if layers:
             draft.replace((MEDIA_ADAPTER,), layers)
 
-    def _adapter_gguf(self, path: Path) -> Path:
-        if path.is_dir():
-            if self.adapter_converter is None:
-                raise ModelfileError(f"{path}: safetensors adapters need the finetune extra")
-            path = self.adapter_converter(path)
-        self._check_adapter(path)
-        return path
+    def _adapter_layer(self, path: Path, draft: _Draft, progress: ProgressSink) -> Layer:
+        if not path.is_dir():
+            self._check_adapter(path)
+            return self._add_file(path, MEDIA_ADAPTER, progress)
+        if self.adapter_converter is None:
+            raise ModelfileError(f"{path}: safetensors adapters need the finetune extra")
+        assert draft.model is not None
+        progress(ProgressEvent("converting adapter"))
+        converted = self.adapter_converter(path, self.store.blobs.require(draft.model.digest))
+        try:
+            self._check_adapter(converted)
+            return self._add_file(converted, MEDIA_ADAPTER, progress)
+        finally:
+            converted.unlink(missing_ok=True)
 
     @staticmethod
     def _check_adapter(path: Path) -> None:

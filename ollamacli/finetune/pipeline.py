@@ -1,0 +1,198 @@
+"""`finetune`: dataset -> training -> GGUF export -> a new model in the store, in one call.
+
+Nothing is written to the store until training and export have finished: the work happens in a
+temporary folder, so an interrupt (Ctrl-C) or an error leaves the store exactly as it was. The
+new model is BASE's layers plus an adapter layer (LoRA), or a new model layer carrying over
+BASE's template, system message, parameters and messages (full).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ollamacli.engine.base import ChatMessage
+from ollamacli.errors import FinetuneError, InvalidRequestError
+from ollamacli.finetune.dataset import Example, load_dataset
+from ollamacli.finetune.export import convert_peft_adapter
+from ollamacli.finetune.merged import FileType, GGUFMetadata, write_model_gguf
+from ollamacli.finetune.render import PromptFormat, TokenizedExample, tokenize_example
+from ollamacli.finetune.trainer import (
+    LoadedBase,
+    StepSink,
+    TrainingConfig,
+    ignore_step,
+    load_base,
+    merged_state,
+    prepare,
+    require_stack,
+    save_adapter,
+    train,
+)
+from ollamacli.gguffile import read_gguf
+from ollamacli.modelfile import Message
+from ollamacli.names import ModelName
+from ollamacli.parameters import validate_options
+from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
+from ollamacli.service.models import CreateSpec, ModelService
+from ollamacli.store import ResolvedModel
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneRequest:
+    """What to train, from what, on which data."""
+
+    name: str
+    base: str
+    data: Path
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    file_type: FileType = "f16"  # of the merged model (--method full)
+    adapter_out: Path | None = None  # also write the GGUF (adapter, or merged model) here
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneResult:
+    """What a finished fine-tune produced, with timings in seconds."""
+
+    name: ModelName
+    examples: int
+    losses: tuple[float, ...]
+    load_seconds: float
+    train_seconds: float
+    exported: Path | None = None  # the copy written to `adapter_out`
+
+    @property
+    def final_loss(self) -> float:
+        """The loss of the last step."""
+        return self.losses[-1] if self.losses else float("nan")
+
+
+def finetune(
+    request: FinetuneRequest,
+    models: ModelService,
+    *,
+    progress: ProgressSink = ignore_progress,
+    on_step: StepSink = ignore_step,
+) -> FinetuneResult:
+    """Train NEW_NAME from BASE on a dataset and register it; see the module docstring."""
+    target = ModelName.parse(request.name)
+    examples = load_dataset(request.data)
+    base = _base(request, target, models, progress)
+    require_stack()
+    progress(ProgressEvent(f"loading {base.name.short} into transformers"))
+    started = time.monotonic()
+    loaded = load_base(base.model_path)
+    tokenized = _tokenize(examples, base, loaded, request.training.max_seq_length)
+    prepare(loaded, request.training)
+    load_seconds = time.monotonic() - started
+    progress(ProgressEvent(f"training on {len(examples)} examples"))
+    started = time.monotonic()
+    losses = train(loaded, tokenized, request.training, on_step)
+    train_seconds = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="ollamacli-finetune-") as tmp:
+        artefact = _export(request, base, loaded, Path(tmp), progress)
+        exported = _copy_out(artefact, request.adapter_out)
+        models.create(request.name, _spec(request, base, artefact), progress)
+    return FinetuneResult(
+        target, len(examples), tuple(losses), load_seconds, train_seconds, exported
+    )
+
+
+def _base(
+    request: FinetuneRequest, target: ModelName, models: ModelService, progress: ProgressSink
+) -> ResolvedModel:
+    base = models.ensure(request.base, progress)
+    if base.name.key == target.key:
+        raise InvalidRequestError(
+            f"the new model needs a name other than its base '{base.name.short}'",
+            hint="the base model stays as it is; pick a new name for the fine-tuned one",
+        )
+    if base.adapters:
+        raise FinetuneError(
+            f"'{base.name.short}' already has an adapter",
+            hint="fine-tune its base model instead",
+        )
+    return base
+
+
+def prompt_format(base: ResolvedModel, loaded: LoadedBase) -> PromptFormat:
+    """How inference renders conversations for BASE (template, system, MESSAGE rows, BOS)."""
+    info = read_gguf(base.model_path, with_tensors=False)
+    tokenizer = loaded.tokenizer
+    add_bos = info.metadata.get("tokenizer.ggml.add_bos_token") is True
+    return PromptFormat.for_model(
+        modelfile_template=base.template,
+        gguf_template=info.chat_template,
+        system=base.system,
+        seeded=[
+            ChatMessage(str(m.get("role", "user")), str(m.get("content", "")))
+            for m in base.messages
+        ],
+        special=(tokenizer.bos_token or "", tokenizer.eos_token or ""),
+        bos_id=tokenizer.bos_token_id if add_bos else None,
+    )
+
+
+def _tokenize(
+    examples: list[Example], base: ResolvedModel, loaded: LoadedBase, max_length: int
+) -> list[TokenizedExample]:
+    fmt = prompt_format(base, loaded)
+    return [tokenize_example(e, fmt, loaded.encode, max_length=max_length) for e in examples]
+
+
+def _export(
+    request: FinetuneRequest,
+    base: ResolvedModel,
+    loaded: LoadedBase,
+    folder: Path,
+    progress: ProgressSink,
+) -> Path:
+    if request.training.method == "full":
+        progress(ProgressEvent(f"writing merged model ({request.file_type.upper()})"))
+        out = folder / "model.gguf"
+        written = write_model_gguf(
+            merged_state(loaded),
+            GGUFMetadata.read(base.model_path),
+            out,
+            file_type=request.file_type,
+        )
+        expected = {t.name for t in read_gguf(base.model_path).tensors}
+        if set(written) != expected:
+            raise FinetuneError(
+                "the merged model's tensors differ from the base model's: "
+                f"missing {sorted(expected - set(written))[:5]}, extra {sorted(set(written) - expected)[:5]}"
+            )
+        return out
+    progress(ProgressEvent("exporting LoRA adapter as GGUF"))
+    peft_folder = save_adapter(loaded, folder / "peft")
+    return convert_peft_adapter(peft_folder, base.model_path, folder / "adapter.gguf")
+
+
+def _copy_out(artefact: Path, destination: Path | None) -> Path | None:
+    if destination is None:
+        return None
+    destination = destination.expanduser()
+    if destination.is_dir():
+        destination = destination / artefact.name
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artefact, destination)
+    return destination
+
+
+def _spec(request: FinetuneRequest, base: ResolvedModel, artefact: Path) -> CreateSpec:
+    if request.training.method == "lora":
+        return CreateSpec(from_model=base.name.short, adapter_files=(artefact,))
+    return CreateSpec(
+        from_file=artefact,
+        template=base.template,
+        system=base.system,
+        parameters=validate_options(base.parameters) if base.parameters else None,
+        messages=tuple(
+            Message(str(m.get("role", "user")), str(m.get("content", ""))) for m in base.messages
+        )
+        or None,
+        licenses=base.licenses or None,
+    )

@@ -1,0 +1,122 @@
+"""Training text: render examples with the base model's chat template, as inference will.
+
+The conversation is built the way `ChatService` builds it for the base model (the model's
+SYSTEM message unless the row has its own, then the Modelfile MESSAGE rows, then the row), and
+rendered with the same template (Modelfile TEMPLATE, else the GGUF's chat template). Each
+assistant turn becomes a trained piece: the text the template puts after the generation prompt
+(its content and end-of-turn marker); everything else is context with no loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ollamacli.engine.base import ChatMessage
+from ollamacli.engine.templates import ChatTemplate, resolve_template
+from ollamacli.errors import DatasetError, FinetuneError
+from ollamacli.finetune.dataset import Example
+
+IGNORE_INDEX = -100
+"""The label PyTorch's cross-entropy skips: prompt tokens carry no loss."""
+
+Encode = Callable[[str], list[int]]
+"""Text to token ids, with control tokens such as `<|im_end|>` parsed (no BOS added)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFormat:
+    """How inference turns a conversation into text for the base model."""
+
+    template: ChatTemplate
+    system: str | None = None
+    seeded: tuple[ChatMessage, ...] = ()
+    bos_id: int | None = None  # prepended when the model's tokenizer adds BOS
+
+    @classmethod
+    def for_model(
+        cls,
+        *,
+        modelfile_template: str | None,
+        gguf_template: str | None,
+        system: str | None = None,
+        seeded: Sequence[ChatMessage] = (),
+        special: tuple[str, str] = ("", ""),
+        bos_id: int | None = None,
+    ) -> PromptFormat:
+        """The format for a model; `special` is the text of its (BOS, EOS) tokens."""
+        bos, eos = special
+        template = resolve_template(modelfile_template, gguf_template, bos_token=bos, eos_token=eos)
+        return cls(template, system, tuple(seeded), bos_id)
+
+    def conversation(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """System message, MESSAGE rows, then the example, as `ChatService` orders them."""
+        conversation = [*self.seeded, *messages]
+        if self.system is not None and not (conversation and conversation[0].role == "system"):
+            conversation.insert(0, ChatMessage("system", self.system))
+        return conversation
+
+    def pieces(self, example: Example) -> list[tuple[str, bool]]:
+        """The rendered text cut into (text, trained) pieces, in order."""
+        conversation = self.conversation(example.messages)
+        first_trained = len(conversation) - len(example.messages)
+        pieces: list[tuple[str, bool]] = []
+        done = ""
+        for index, message in enumerate(conversation):
+            if message.role != "assistant" or index < first_trained:
+                continue
+            prompt = self.template.render(conversation[:index], add_generation_prompt=True)
+            if not prompt.startswith(done):
+                raise FinetuneError(
+                    f"{example.location}: the chat template does not render this conversation "
+                    "turn by turn",
+                    hint="use single-turn rows with this model",
+                )
+            answer = self._answer(conversation[: index + 1], prompt, message.content)
+            pieces += [(prompt[len(done) :], False), (answer, True)]
+            done = prompt + answer
+        return [(text, trained) for text, trained in pieces if text]
+
+    def _answer(self, conversation: list[ChatMessage], prompt: str, content: str) -> str:
+        """What the template writes for the last assistant turn, end-of-turn marker included."""
+        full = self.template.render(conversation, add_generation_prompt=False)
+        answer = full[len(prompt) :] if full.startswith(prompt) else ""
+        if not answer.lstrip().startswith(content.strip()):
+            answer = content
+        eos = self.template.eos_token
+        if eos and eos not in answer:
+            answer += eos
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedExample:
+    """Token ids and labels (`IGNORE_INDEX` where nothing is learned)."""
+
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+
+    @property
+    def trained_tokens(self) -> int:
+        """How many tokens carry a loss."""
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def tokenize_example(
+    example: Example, fmt: PromptFormat, encode: Encode, *, max_length: int
+) -> TokenizedExample:
+    """Encode the pieces one by one (the prompt exactly as inference tokenizes it)."""
+    ids: list[int] = [] if fmt.bos_id is None else [fmt.bos_id]
+    labels: list[int] = [IGNORE_INDEX] * len(ids)
+    for text, trained in fmt.pieces(example):
+        tokens = encode(text)
+        ids += tokens
+        labels += tokens if trained else [IGNORE_INDEX] * len(tokens)
+    result = TokenizedExample(tuple(ids[:max_length]), tuple(labels[:max_length]))
+    if result.trained_tokens == 0:
+        raise DatasetError(
+            f"no answer tokens left within --max-seq-length {max_length} "
+            f"(the row has {len(ids)} tokens)",
+            location=example.location,
+        )
+    return result
