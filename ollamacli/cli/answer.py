@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from ollamacli.engine.base import CancelToken, TextChunk
-
 if TYPE_CHECKING:
     from ollamacli.cli.spinner import Spinner
     from ollamacli.cli.wordwrap import WordWrapper
+    from ollamacli.engine.base import CancelToken
     from ollamacli.service.chat import ChatDone, ChatEvent
 
 
@@ -91,6 +90,7 @@ def stream_answer(
 
     The spinner (if any) turns until the first piece of text arrives.
     """
+    from ollamacli.engine.base import TextChunk
     from ollamacli.service.chat import ChatDone
 
     parts: list[str] = []

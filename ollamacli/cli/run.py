@@ -51,7 +51,7 @@ def _read_stdin() -> str:
     return sys.stdin.buffer.read().decode("utf-8", errors="replace")
 
 
-def _ensure_model(services: Services, model: str) -> None:
+def _ensure_model(services: Services, model: str, *, insecure: bool) -> None:
     """Pull (or import a bundled) model that is not in the store yet, showing progress."""
     from ollamacli.cli.output import progress_display
     from ollamacli.names import ModelName
@@ -59,8 +59,14 @@ def _ensure_model(services: Services, model: str) -> None:
     name = ModelName.parse(model)
     if services.store.manifests.exists(name):
         return
+    models = services.models
+    if insecure:
+        from ollamacli.service.models import ModelService
+
+        fetcher = wiring.pull_service(services.settings).fetcher(insecure=True)
+        models = ModelService(services.store, fetcher=fetcher)
     with progress_display() as progress:
-        services.models.ensure(name, progress)
+        models.ensure(name, progress)
 
 
 def _answer_once(services: Services, model: str, prompt: str, options: RunOptions) -> None:
@@ -138,7 +144,7 @@ def run(
         keep_alive=parse_duration(keepalive) if keepalive else None,
     )
     services = wiring.services()
-    _ensure_model(services, model)
+    _ensure_model(services, model, insecure=insecure)
     if interactive:
         from ollamacli.cli.repl import run_repl
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,14 @@ from prompt_toolkit.output import DummyOutput
 from ollamacli.cli.answer import RunOptions
 from ollamacli.cli.repl import run_repl
 from ollamacli.cli.session import ChatSession
-from ollamacli.engine.base import CancelToken, GenerationEvent, LoadConfig, SamplingConfig
+from ollamacli.engine.base import (
+    CancelToken,
+    Engine,
+    EngineFactory,
+    GenerationEvent,
+    LoadConfig,
+    SamplingConfig,
+)
 from ollamacli.modelfile import Message
 from ollamacli.parameters import OptionValue
 from ollamacli.service import Services
@@ -102,4 +109,60 @@ class InterruptingFactory(FakeFactory):
             config, self.script, delay=self.delay, interrupt_turns=self.interrupt_turns
         )
         self.loaded.append(engine)
+        return engine
+
+
+class RecordingEngine:
+    """A real engine that remembers every prompt it was asked to complete."""
+
+    def __init__(self, inner: Engine, prompts: list[str | list[int]]) -> None:
+        self._inner = inner
+        self._prompts = prompts
+
+    @property
+    def n_ctx(self) -> int:
+        return self._inner.n_ctx
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        return self._inner.metadata
+
+    @property
+    def bos_token(self) -> str:
+        return self._inner.bos_token
+
+    @property
+    def eos_token(self) -> str:
+        return self._inner.eos_token
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self._inner.tokenize(text, special=special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._inner.detokenize(tokens)
+
+    def generate(
+        self, prompt: str | list[int], sampling: SamplingConfig, cancel: CancelToken | None = None
+    ) -> Iterator[GenerationEvent]:
+        self._prompts.append(prompt)
+        return self._inner.generate(prompt, sampling, cancel)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._inner.embed(texts)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass
+class RecordingFactory:
+    """Wraps a real engine factory so tests can read the rendered prompts."""
+
+    inner: EngineFactory
+    prompts: list[str | list[int]] = field(default_factory=list)
+    engines: list[Engine] = field(default_factory=list)
+
+    def load(self, config: LoadConfig) -> Engine:
+        engine = RecordingEngine(self.inner.load(config), self.prompts)
+        self.engines.append(engine)
         return engine

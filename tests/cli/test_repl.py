@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,13 @@ from ollamacli.engine.base import ChatMessage
 from ollamacli.modelfile import Message
 from ollamacli.names import ModelName
 from ollamacli.service import Services, build_services
-from tests.cli.chat_helpers import PLAIN, InterruptingFactory, make_model, run_script
+from tests.cli.chat_helpers import (
+    PLAIN,
+    InterruptingFactory,
+    RecordingFactory,
+    make_model,
+    run_script,
+)
 from tests.fakes import FakeFactory
 
 
@@ -400,3 +407,88 @@ def test_plain_options_do_not_wrap(services, tiny, fake_factory):
     fake_factory.enqueue("word " * 40)
     transcript, _ = run_script(services, tiny, "go\n/bye\n", PLAIN)
     assert transcript == "word " * 40 + "\n\n"
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "Modelfile"
+MARIO_SYSTEM = "You are Mario from super mario bros, acting as an assistant."
+
+
+@pytest.fixture
+def real_services(settings: Settings) -> tuple[Services, RecordingFactory]:
+    from ollamacli.engine.llama import LlamaCppFactory
+
+    factory = RecordingFactory(LlamaCppFactory())
+    return build_services(settings, factory), factory
+
+
+def _ask_at_temperature_0(services: Services, model: str, question: str) -> str:
+    script = (
+        "/set parameter temperature 0\n"
+        "/set parameter seed 42\n"
+        "/set parameter num_predict 12\n"
+        f"{question}\n"
+        "/bye\n"
+    )
+    transcript, session = run_script(services, model, script)
+    settings_lines = (
+        "Set parameter 'temperature' to '0'\n"
+        "Set parameter 'seed' to '42'\n"
+        "Set parameter 'num_predict' to '12'\n"
+    )
+    assert transcript.startswith(settings_lines)
+    assert transcript.endswith("\n\n")
+    assert [m.role for m in session.messages] == ["user", "assistant"]
+    answer = session.messages[1].content
+    assert answer.strip()
+    assert transcript == settings_lines + answer + "\n\n"
+    return answer
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_mario_example_answers_in_character(real_services):
+    from ollamacli.modelfile import parse
+    from ollamacli.service.models import CreateSpec
+
+    services, factory = real_services
+    spec = CreateSpec.from_modelfile(parse(EXAMPLE.read_text()), EXAMPLE.parent)
+    services.models.create("mario", spec)
+    mario = _ask_at_temperature_0(services, "mario", "Who are you?")
+    prompt = factory.prompts[-1]
+    assert isinstance(prompt, str)
+    assert prompt.startswith(f"<|im_start|>system\n{MARIO_SYSTEM}<|im_end|>\n")
+    assert prompt.endswith("<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")
+    assert "Mario" in mario
+    # The same question to the plain model, same settings: the character came from SYSTEM.
+    plain = _ask_at_temperature_0(services, "smollm2:135m", "Who are you?")
+    assert MARIO_SYSTEM not in str(factory.prompts[-1])
+    assert "Mario" not in plain
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_real_session_keeps_the_conversation_and_reuses_the_prefix(real_services):
+    services, factory = real_services
+    services.models.ensure("smollm2:135m")
+    script = (
+        "/set parameter temperature 0\n"
+        "/set parameter num_predict 8\n"
+        "/set verbose\n"
+        "My name is Ada.\n"
+        "What is my name?\n"
+        "/bye\n"
+    )
+    err = io.StringIO()
+    _, session = run_script(services, "smollm2:135m", script, err=err)
+    assert [m.role for m in session.messages] == ["user", "assistant"] * 2
+    second = factory.prompts[-1]
+    assert isinstance(second, str)
+    assert "My name is Ada." in second
+    assert session.messages[1].content in second
+    counts = [
+        int(line.split()[3]) for line in err.getvalue().splitlines() if "prompt eval count" in line
+    ]
+    assert len(counts) == 2
+    # Turn 2 evaluates only what is new after the prefix shared with turn 1.
+    full = len(factory.engines[0].tokenize(second))
+    assert 0 < counts[1] < full

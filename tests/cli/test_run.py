@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import selectors
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,6 +26,16 @@ def _use_engine(monkeypatch: pytest.MonkeyPatch, factory: EngineFactory) -> None
 
     def services(config: Settings | None = None, engine_factory: object = None) -> Services:
         return build_services(config or Settings.from_env(), factory)
+
+    monkeypatch.setattr(wiring, "services", services)
+
+
+def _use_engine_with_pulls(monkeypatch: pytest.MonkeyPatch, factory: EngineFactory) -> None:
+    """As `_use_engine`, keeping the real registry fetcher the CLI wires in."""
+    real = wiring.services
+
+    def services(config: Settings | None = None, engine_factory: object = None) -> Services:
+        return real(config, factory)
 
     monkeypatch.setattr(wiring, "services", services)
 
@@ -175,3 +190,140 @@ def test_run_help_lists_ollamas_flags(cli):
     for flag in ("--format", "--verbose", "--nowordwrap", "--keepalive", "--insecure"):
         assert flag in result.out
     assert "OLLAMA_NOHISTORY" in result.out
+
+
+# Real model (SmolLM2 through llama.cpp), in subprocesses as a shell would run them.
+
+ENGLISH = {"the", "is", "of", "and", "a", "to", "in", "sky", "blue", "light", "it", "that"}
+
+
+def _ollamacli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ollamacli", *args]
+
+
+def _read_at_least(proc: subprocess.Popen[bytes], size: int, timeout: float) -> bytes:
+    """Read stdout until `size` bytes arrived, the process ended, or time ran out."""
+    assert proc.stdout is not None
+    data, deadline = b"", time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while len(data) < size and time.monotonic() < deadline:
+            if not selector.select(timeout=0.5):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def _assert_english(text: str) -> None:
+    words = re.findall(r"[A-Za-z']+", text.lower())
+    assert len(words) >= 8, text
+    assert len(ENGLISH.intersection(words)) >= 2, text
+
+
+@pytest.fixture
+def limited_model(cli, tmp_path) -> str:
+    """The bundled model at temperature 0 with a short answer limit."""
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM smollm2:135m\nPARAMETER temperature 0\nPARAMETER num_predict 24\n")
+    assert cli("create", "short", "-f", str(modelfile)).code == 0
+    return "short"
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_real_run_streams_an_answer_and_ctrl_c_stops_it():
+    proc = subprocess.Popen(
+        _ollamacli("run", "smollm2:135m", "Why is the sky blue?"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        streamed = _read_at_least(proc, 150, timeout=240)
+        still_running = proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == (130 if still_running else 0)
+    _assert_english(streamed.decode())
+    assert b"Traceback" not in err
+    assert b"Error" not in err
+    if still_running:
+        assert len(streamed + rest) < 2000  # it stopped: no full answer after the signal
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_real_piped_stdin_and_redirected_file(limited_model, tmp_path):
+    piped = subprocess.run(
+        _ollamacli("run", limited_model),
+        input=b"Why is the sky blue?\n",
+        capture_output=True,
+        timeout=240,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == b""
+    assert piped.stdout.endswith(b"\n\n")
+    _assert_english(piped.stdout.decode())
+
+    text = tmp_path / "notes.txt"
+    text.write_text("The sky is blue because air scatters blue light the most.\n")
+    with text.open("rb") as stdin:
+        summary = subprocess.run(
+            _ollamacli("run", limited_model, "Summarise:", "--verbose"),
+            stdin=stdin,
+            capture_output=True,
+            timeout=240,
+            check=False,
+        )
+    assert summary.returncode == 0, summary.stderr
+    _assert_english(summary.stdout.decode())
+    stats = summary.stderr.decode().splitlines()
+    assert stats[0].startswith("total duration:       ")
+    counts = [int(line.split()[2]) for line in stats if line.startswith("eval count:")]
+    assert len(counts) == 1
+    assert 0 < counts[0] <= 24  # num_predict from the Modelfile
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_real_run_into_a_closed_pipe_exits_quietly(cli, tmp_path):
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM smollm2:135m\nPARAMETER num_predict 400\n")
+    assert cli("create", "long", "-f", str(modelfile)).code == 0
+    proc = subprocess.Popen(
+        _ollamacli("run", "long", "Write a long story about a dragon."),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _read_at_least(proc, 1, timeout=240)
+        assert proc.stdout is not None
+        proc.stdout.close()  # like `| head -c 1`
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert err == b""
+
+
+def test_insecure_run_pulls_a_missing_model_from_a_plain_http_registry(cli, monkeypatch, tmp_path):
+    from tests.factories import make_tiny_gguf
+    from tests.servers.registry import running_registry
+
+    factory = FakeFactory()
+    _use_engine_with_pulls(monkeypatch, factory)
+    factory.enqueue("Pulled", " and running.")
+    with running_registry(tmp_path / "registry") as registry:
+        registry.app.add_model("tiny", make_tiny_gguf(tmp_path / "t.gguf"))
+        result = cli("run", registry.name("tiny"), "hi", "--insecure")
+    assert result.code == 0, result
+    assert result.out == "Pulled and running.\n\n"
+    assert "pulling manifest" in result.err
+    assert result.err.rstrip().endswith("success")
