@@ -10,7 +10,10 @@ A finished download enters `blobs/sha256-<hex>` only through `commit_download`, 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,16 +175,93 @@ def blob_lock(blobs: BlobStore, digest: Digest) -> Iterator[None]:
             path.unlink(missing_ok=True)
 
 
-def commit_download(blobs: BlobStore, digest: Digest) -> Path:
+class PrefixHasher:
+    """Hashes a blob while it downloads, so that no second pass over the file is needed.
+
+    A thread follows the contiguous run of written bytes from offset 0 (parts only grow, and
+    `Completed` counts written bytes), reading them back from the page cache. Ollama re-reads
+    the whole blob after the download instead, which for multi-GB models is the long wait at
+    "verifying sha256 digest".
+    """
+
+    def __init__(self, fd: int, parts: list[Part], total: int, *, chunk: int = 4 << 20) -> None:
+        self._fd = fd
+        self._parts = sorted(parts, key=lambda part: part.offset)
+        self._total = total
+        self._chunk = chunk
+        self._sha = hashlib.sha256()
+        self._position = 0
+        self._failed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="ollamacli-hash", daemon=True)
+
+    def __enter__(self) -> PrefixHasher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _written(self) -> int:
+        end = 0
+        for part in self._parts:
+            end = part.offset + part.completed
+            if not part.done:
+                break
+        return end
+
+    def _catch_up(self) -> None:
+        end = self._written()
+        while self._position < end and not self._failed:
+            try:
+                data = os.pread(self._fd, min(self._chunk, end - self._position), self._position)
+            except OSError:
+                self._failed = True
+                return
+            if not data:
+                self._failed = True
+                return
+            self._sha.update(data)
+            self._position += len(data)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.05):
+            self._catch_up()
+
+    def digest(self) -> Digest | None:
+        """The blob's digest once every byte is written (call after leaving the `with`)."""
+        self._catch_up()
+        if self._failed or self._position != self._total:
+            return None
+        return Digest("sha256:" + self._sha.hexdigest())
+
+
+def commit_download(blobs: BlobStore, digest: Digest, hashed: Digest | None = None) -> Path:
     """Verify a finished partial file against its digest and move it into the store.
 
-    Raises `DigestMismatchError` (after deleting the bad data) when the bytes differ.
+    `hashed` is the digest computed while downloading (`PrefixHasher`); without it the file is
+    hashed now. Raises `DigestMismatchError` (after deleting the bad data) when they differ.
     """
     state = PartialDownload(blobs, digest)
     try:
-        path = blobs.commit(state.path, digest)
+        if hashed is None:
+            path = blobs.commit(state.path, digest)
+        elif hashed != digest:
+            raise DigestMismatchError(digest, hashed)
+        else:
+            path = _move_into_place(state.path, blobs.path(digest))
     except DigestMismatchError:
         state.discard()
         raise
     state.finish()
     return path
+
+
+def _move_into_place(source: Path, final: Path) -> Path:
+    try:
+        source.replace(final)
+        final.chmod(0o644)
+    except OSError as exc:
+        raise store_error(exc, final) from exc
+    return final

@@ -43,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from ollamacli.errors import DiskFullError, DownloadError
-from ollamacli.registry.partial import Part, PartialDownload, store_error
+from ollamacli.registry.partial import Part, PartialDownload, PrefixHasher, store_error
 from ollamacli.store.blobs import BlobStore, Digest
 
 ByteProgress = Callable[[int], None]
@@ -151,6 +151,14 @@ def _no_auth(url: str) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Download:
+    """A finished download: the partial file and the sha256 computed on the way (if any)."""
+
+    path: Path
+    sha256: Digest | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Body:
     """A response being read: status, lower-cased headers and the body's chunks."""
 
@@ -172,6 +180,8 @@ class _Job:
     """True: the URL is resolved and honours Range, parts use `http.client`."""
     fd: int = -1
     cancel: threading.Event = field(default_factory=threading.Event)
+    restarted: bool = False
+    """A part started over from 0 after bytes were hashed: the hash on the way is void."""
 
 
 class Downloader:
@@ -193,10 +203,11 @@ class Downloader:
         self._sleep = sleep
         self._ssl: ssl.SSLContext | None = None
 
-    def download(self, url: str, digest: Digest, total: int, report: ByteProgress) -> Path:
-        """Fetch a blob into its partial file, resuming saved parts; not yet verified.
+    def download(self, url: str, digest: Digest, total: int, report: ByteProgress) -> Download:
+        """Fetch a blob into its partial file, resuming saved parts; not yet in the store.
 
-        Returns the complete partial file. Raises `DownloadError` after the retries, and
+        Returns the complete partial file and, when it could be computed on the way, its
+        sha256 (for `commit_download`). Raises `DownloadError` after the retries, and
         `DiskFullError` (after removing the partial data) when the disk fills up.
         """
         state = PartialDownload(self.blobs, digest, total)
@@ -211,18 +222,18 @@ class Downloader:
 
         report_change(sum(part.completed for part in parts))
         try:
-            self._download(state, parts, url, report_change)
+            hashed = self._download(state, parts, url, report_change)
         except DiskFullError:
             state.discard()
             raise
         report_change(total)
-        return state.path
+        return Download(state.path, hashed)
 
     def _download(
         self, state: PartialDownload, parts: list[Part], url: str, report: ByteProgress
-    ) -> None:
+    ) -> Digest | None:
         if all(part.done for part in parts):
-            return
+            return None  # finished by an earlier run: `commit_download` hashes the file
         direct = len(parts) > 1
         if direct:
             url, ranged = self._locate(url)
@@ -230,9 +241,11 @@ class Downloader:
                 parts = state.reset([Part(0, 0, state.total)])
             direct = self._direct_reachable(url)
         try:
-            self._run(_Job(state, parts, url, direct), report)
+            return self._run(_Job(state, parts, url, direct), report)
         except _RangeIgnored:
-            self._run(_Job(state, state.reset([Part(0, 0, state.total)]), url, direct), report)
+            return self._run(
+                _Job(state, state.reset([Part(0, 0, state.total)]), url, direct), report
+            )
 
     def _locate(self, url: str) -> tuple[str, bool]:
         """Follow redirects to the URL that serves the bytes; True when it honours Range."""
@@ -270,22 +283,24 @@ class Downloader:
             logger.debug("no direct connection to %s (%s): downloading through httpx", url, exc)
             return False
 
-    def _run(self, job: _Job, report: ByteProgress) -> None:
+    def _run(self, job: _Job, report: ByteProgress) -> Digest | None:
         pending = [part for part in job.parts if not part.done]
-        if not pending:
-            return
         try:
             job.fd = os.open(job.state.path, os.O_RDWR)
         except OSError as exc:
             raise store_error(exc, job.state.path) from exc
         try:
-            workers = min(self.options.connections, len(pending))
-            with ThreadPoolExecutor(workers, thread_name_prefix="ollamacli-download") as pool:
+            workers = max(1, min(self.options.connections, len(pending)))
+            with (
+                PrefixHasher(job.fd, job.parts, job.state.total) as hasher,
+                ThreadPoolExecutor(workers, thread_name_prefix="ollamacli-download") as pool,
+            ):
                 futures = [pool.submit(self._fetch_part, job, part) for part in pending]
                 try:
                     self._watch(futures, job.parts, report)
                 finally:
                     job.cancel.set()  # stop the other parts (each saves its state first)
+            return None if job.restarted else hasher.digest()
         finally:
             os.close(job.fd)
 
@@ -331,7 +346,7 @@ class Downloader:
         last_save = time.monotonic()
         try:
             with opener(job.url, headers) as body:
-                _check(body, part, job.state.total)
+                _check(body, part, job)
                 for chunk in body.chunks:
                     if job.cancel.is_set():
                         return
@@ -397,7 +412,7 @@ def _read_into(response: http.client.HTTPResponse) -> Iterator[memoryview]:
         yield view[:count]
 
 
-def _check(body: _Body, part: Part, total: int) -> None:
+def _check(body: _Body, part: Part, job: _Job) -> None:
     """Accept 206 for this part's range, or 200 for a whole-blob part; else raise."""
     if body.status == 206:
         if _range_start(body.headers.get("content-range", "")) != part.start:
@@ -408,9 +423,11 @@ def _check(body: _Body, part: Part, total: int) -> None:
             )
         return
     if body.status == 200:
-        if part.offset != 0 or part.size != total:
+        if part.offset != 0 or part.size != job.state.total:
             raise _RangeIgnored
-        part.completed = 0  # the whole blob is coming: take it from the start
+        if part.completed:
+            job.restarted = True
+            part.completed = 0  # the whole blob is coming: take it from the start
         return
     _raise_if_retryable(body.status, body.reason)
     raise _http_error(body.status, body.reason, body.url)

@@ -184,7 +184,7 @@ class PullService:
 
         unique = list({blob.digest: blob for blob in blobs}.values())
         missing = sorted(blob.digest for blob in unique if not self.store.blobs.exists(blob.digest))
-        downloaded: list[Digest] = []
+        downloaded: dict[Digest, Digest | None] = {}
         with ExitStack() as locks:
             for digest in missing:  # in sorted order, so two pulls never wait on each other
                 locks.enter_context(blob_lock(self.store.blobs, digest))
@@ -198,12 +198,12 @@ class PullService:
                 def report(done: int, blob: RemoteBlob = blob, status: str = status) -> None:
                     progress(ProgressEvent(status, blob.digest, blob.size, done))
 
-                downloader.download(blob.url, blob.digest, blob.size, report)
-                downloaded.append(blob.digest)
+                download = downloader.download(blob.url, blob.digest, blob.size, report)
+                downloaded[blob.digest] = download.sha256
             progress(ProgressEvent("verifying sha256 digest"))
-            for digest in downloaded:
-                commit_download(self.store.blobs, digest)
-        return downloaded
+            for digest, hashed in downloaded.items():
+                commit_download(self.store.blobs, digest, hashed)
+        return list(downloaded)
 
     def _check_space(self, blobs: Sequence[RemoteBlob]) -> None:
         """Refuse up front when the blobs still to download cannot fit on the disk."""

@@ -13,7 +13,13 @@ import pytest
 
 from ollamacli.errors import DigestMismatchError, DownloadError
 from ollamacli.registry.ollama import new_client
-from ollamacli.registry.partial import Part, PartialDownload, commit_download, plan_parts
+from ollamacli.registry.partial import (
+    Part,
+    PartialDownload,
+    PrefixHasher,
+    commit_download,
+    plan_parts,
+)
 from ollamacli.registry.transfer import Downloader, TransferOptions
 from ollamacli.store import Store, parse_digest
 from ollamacli.store.blobs import sha256_bytes
@@ -207,3 +213,51 @@ def test_downloader_uses_httpx_for_parts_when_only_a_proxy_reaches_the_server(
     assert store.blobs.read_bytes(digest) == data
     parts = [r for r in registry.app.requests if r.headers.get("range", "bytes=0-0") != "bytes=0-0"]
     assert len(parts) == len(plan_parts(size, FAST.part_size(size)))
+
+
+def test_prefix_hasher_follows_written_parts_in_any_order(store: Store):
+    data = os.urandom(10_000)
+    digest = sha256_bytes(data)
+    state = PartialDownload(store.blobs, digest, len(data))
+    parts = state.load(3_000)
+    fd = os.open(state.path, os.O_RDWR)
+    try:
+        with PrefixHasher(fd, parts, len(data), chunk=1_000) as hasher:
+            for part in reversed(parts):  # the last part first: nothing to hash until part 0
+                os.pwrite(fd, data[part.offset : part.offset + part.size], part.offset)
+                part.completed = part.size
+        assert hasher.digest() == digest
+        parts[1].completed = 10  # a part not finished: no digest
+        with PrefixHasher(fd, parts, len(data)) as unfinished:
+            pass
+        assert unfinished.digest() is None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["intact", "damaged"])
+def test_download_finished_by_an_earlier_run_is_hashed_at_commit(
+    registry: RegistryServer, store: Store, correct: bool
+):
+    data = os.urandom(200_000)
+    served, size = registry.app.add_blob(data)
+    digest = parse_digest(served)
+    state = PartialDownload(store.blobs, digest, size)
+    for part in state.load(FAST.part_size(size)):
+        part.completed = part.size
+        state.save(part)
+    state.path.write_bytes(data if correct else data[::-1])
+
+    with new_client(FAST) as client:
+        done = Downloader(client, store.blobs, FAST).download(
+            registry.blob_url(digest), digest, size, lambda _: None
+        )
+
+    assert done.sha256 is None  # nothing was downloaded, so nothing was hashed on the way
+    assert registry.app.requests == []
+    if correct:
+        assert commit_download(store.blobs, digest, done.sha256).read_bytes() == data
+    else:
+        with pytest.raises(DigestMismatchError):
+            commit_download(store.blobs, digest, done.sha256)
+        assert not state.path.exists()

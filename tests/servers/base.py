@@ -94,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet test output
         pass
 
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError, TimeoutError):  # a client that went away
+            super().handle()
+
     def _dispatch(self) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
             self.server.app.handle(self)  # type: ignore[attr-defined]
