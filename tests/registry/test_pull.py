@@ -297,21 +297,25 @@ def test_pull_refuses_when_disk_cannot_hold_the_blobs(
     assert sum(registry.app.served.values()) == 0
 
 
+@pytest.mark.parametrize(
+    "capacity", [300_000, 1_002_000], ids=["during-first-blob", "during-second-blob"]
+)
 def test_pull_disk_full_mid_download_leaves_store_unchanged(
     registry: RegistryServer,
     pulls: PullService,
     store: Store,
     big_gguf: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capacity: int,
 ):
-    registry.app.add_model("tiny", big_gguf)
+    registry.app.add_model("tiny", big_gguf, template="T" * 5000)
     real_pwrite = os.pwrite
     written = 0
 
-    def pwrite(fd: int, data: bytes, offset: int) -> int:  # a disk that fills after 300 kB
+    def pwrite(fd: int, data: bytes, offset: int) -> int:  # a disk that fills up
         nonlocal written
         written += len(data)
-        if written > 300_000:
+        if written > capacity:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_pwrite(fd, data, offset)
 

@@ -102,6 +102,41 @@ def test_run_pulls_a_missing_model_first(
     _verify_store(store)
 
 
+@pytest.mark.usefixtures("no_stdin")
+def test_run_insecure_pulls_from_a_plain_http_registry(
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_factory: FakeFactory,
+    registry: RegistryServer,
+    tiny_gguf: Path,
+    store: Store,
+):
+    registry.app.add_model("tiny", tiny_gguf)
+    real_services = wiring.services
+
+    def services(config=None, engine_factory=None):
+        return real_services(config, fake_factory)
+
+    monkeypatch.setattr(wiring, "services", services)
+    fake_factory.enqueue("Hi.")
+
+    result = cli("run", "--insecure", registry.name("tiny"), "hello")
+
+    assert result.code == 0, result
+    assert result.out == "Hi.\n\n"
+    _verify_store(store)
+
+
+def test_pull_of_the_bundled_model_imports_it_offline(cli, store: Store, smollm2_path: Path):
+    result = cli("pull", "smollm2:135m")
+
+    assert result.code == 0, result
+    assert result.err.splitlines()[-1] == "success"
+    resolved = store.resolve(store.entries()[0].name)
+    assert resolved.model_path.stat().st_size == smollm2_path.stat().st_size
+    assert resolved.name.short == "smollm2:135m"
+
+
 def test_create_from_a_remote_model_pulls_it(
     cli, monkeypatch: pytest.MonkeyPatch, hub: HubServer, hub_repo: dict[str, Path], tmp_path
 ):
