@@ -347,10 +347,11 @@ install_service() {
     mkdir -p "$(dirname "$unit")"
     print_service >"$unit"
     say "Wrote $unit"
-    systemctl --user daemon-reload
-    systemctl --user enable ollamacli
     # restart, not start: a re-run must pick up the upgraded program.
-    systemctl --user restart ollamacli
+    if ! { systemctl --user daemon-reload && systemctl --user enable ollamacli &&
+        systemctl --user restart ollamacli; }; then
+        die "systemd could not start the ollamacli service" "see: journalctl --user -u ollamacli"
+    fi
     say "Started the ollamacli service (logs: journalctl --user -u ollamacli)"
     say "To keep it running after you log out: loginctl enable-linger $(id -un)"
     SERVICE_STARTED=1
@@ -488,7 +489,9 @@ main() {
     make_venv
     install_packages
     link_command
-    [ "$SERVICE" = 1 ] && install_service
+    if [ "$SERVICE" = 1 ]; then
+        install_service
+    fi
 
     say "Install complete. Try:"
     printf '\n    ollamacli run smollm2:135m\n\n'

@@ -155,9 +155,18 @@ def write_script(path: Path, body: str) -> Path:
 
 
 def fake_systemctl(folder: Path, *, works: bool, log: Path) -> str:
-    """A `systemctl` that records its arguments; `works=False` acts like one in a container."""
+    """A `systemctl` that records its arguments; `works=False` acts like one in a container.
+
+    A working one fails the `restart` when the file `<folder>/fail-restart` exists.
+    """
     if works:
-        body = f'echo "$*" >> "{log}"\nexit 0\n'
+        body = (
+            f'echo "$*" >> "{log}"\n'
+            f'if [ "$2" = restart ] && [ -e "{folder}/fail-restart" ]; then\n'
+            '    echo "Job for ollamacli.service failed." >&2\n'
+            "    exit 1\n"
+            "fi\n"
+        )
     else:
         body = (
             f'echo "$*" >> "{log}"\necho "Failed to connect to bus: No medium found" >&2\nexit 1\n'
@@ -485,6 +494,16 @@ def test_service_is_written_and_started_where_systemd_answers(installed):
     log = layout.root / "systemctl.log"
     fake = fake_systemctl(layout.root / "systemd", works=True, log=log)
     env = {**installed.env, "PATH": f"{fake}{os.pathsep}{_USER_ENV['PATH']}"}
+
+    # A service that systemd cannot start is an error, with where to look.
+    (Path(fake) / "fail-restart").touch()
+    run = run_install(env, "--service")
+    assert run.code == 1
+    assert "ERROR: systemd could not start the ollamacli service" in run.err
+    assert "journalctl --user -u ollamacli" in run.err
+    assert "Install complete" not in run.out
+    (Path(fake) / "fail-restart").unlink()
+
     run = run_install(env, "--service")
     assert run.code == 0, run.err
     assert layout.unit.read_text() == run_install(env, "--print-service").out
