@@ -39,7 +39,7 @@ from ollamacli.errors import (
 
 logger = logging.getLogger(__name__)
 
-_GGML_LOG_ERROR = 3
+_GGML_LOG_ERROR = 4  # ggml_log_level in the vendored llama.cpp (DEBUG=1 … ERROR=4)
 _MIROSTAT_M = 100  # candidates mirostat v1 estimates from (llama.cpp's value)
 
 
@@ -60,7 +60,7 @@ class _LogRouter:
             if message:
                 if level == _GGML_LOG_ERROR:
                     self.errors.append(message)
-                logger.debug("llama.cpp: %s", message)
+                logger.debug("llama.cpp[%d]: %s", level, message)
 
         lib.llama_log_set(forward, ctypes.c_void_p(0))
         self.callback = forward
@@ -104,6 +104,14 @@ class LlamaCppFactory:
                 hint="the file may be damaged or made for a newer llama.cpp; "
                 "try pulling or creating the model again",
             ) from exc
+        adapter_errors = [e for e in _LOGS.errors if "lora" in e.lower()]
+        if adapter_errors:  # llama-cpp-python misses a failed adapter load (NULL is not None)
+            llm.close()
+            raise ModelLoadError(
+                f"unable to load adapter {config.adapters[0]}: {adapter_errors[-1]}",
+                path=str(config.adapters[0]),
+                hint="the adapter must be a GGUF LoRA made for this base model",
+            )
         return LlamaCppEngine(lib, llm, config)
 
 
@@ -337,14 +345,21 @@ class LlamaCppEngine:
         return piece
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """One mean-pooled (not normalised) embedding per text."""
+        """One mean-pooled (not normalised) embedding per text.
+
+        Texts are embedded one at a time: llama-cpp-python mixes up the per-token rows of a
+        batch when the model has no pooling of its own (as chat models don't)."""
         if not self.config.embedding:
             raise EngineError("this model instance was not loaded for embeddings")
-        try:
-            results = self._llm.embed(texts)
-        except (ValueError, RuntimeError) as exc:
-            raise EngineError(f"llama.cpp could not embed the input: {exc}") from exc
-        return [_pooled(vector) for vector in results]
+        vectors = []
+        for text in texts:
+            if not self.tokenize(text):  # llama.cpp fails (and corrupts its batch) on no tokens
+                raise InvalidRequestError("cannot embed an empty input")
+            try:
+                vectors.append(_pooled(self._llm.embed(text)))
+            except (ValueError, RuntimeError) as exc:
+                raise EngineError(f"llama.cpp could not embed the input: {exc}") from exc
+        return vectors
 
     def close(self) -> None:
         """Free the model's memory (idempotent)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,15 +36,19 @@ FALLBACK_TEMPLATE = (
 """Used for a GGUF with no chat template: role headers a base model can follow."""
 
 
+_GO_MARKERS = re.compile(r"\{\{-?\s*(\.|\$|(if|range|with|end|else|template|define)\b)")
+
+
 def detect_kind(text: str) -> TemplateKind:
-    """Tell an Ollama Go template from a Jinja one: Jinja has `{%`/`{#` tags, or fails to
-    parse as Go (`{{ messages[0]['content'] }}`, `{{ bos_token }}`)."""
+    """Tell an Ollama Go template from a Jinja one. Jinja has `{%`/`{#` tags or expressions Go
+    cannot parse (`{{ messages[0]['content'] }}`); a broken Go template still counts as Go when
+    it uses Go's forms (`{{ .Field }}`, `{{ $x }}`, `{{ if … }}`), so its error is reported."""
     if "{%" in text or "{#" in text:
         return "jinja"
     try:
         parse_go(text)
     except TemplateError:
-        return "jinja"
+        return "go" if _GO_MARKERS.search(text) else "jinja"
     return "go"
 
 

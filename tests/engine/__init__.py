@@ -1,0 +1,1 @@
+"""Engine tests: templates, options, streaming, and llama.cpp on the bundled model."""

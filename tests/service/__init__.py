@@ -1,0 +1,1 @@
+"""Service tests: chat and generate use cases."""
