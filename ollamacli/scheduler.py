@@ -70,6 +70,7 @@ class _Slot:
     digest: str
     config: LoadConfig
     size: int
+    names: set[str] = field(default_factory=set)  # every name that used it (aliases share)
     instances: list[Engine] = field(default_factory=list)
     free: list[Engine] = field(default_factory=list)
     busy: int = 0
@@ -160,7 +161,7 @@ class Scheduler:
                 plan = self._wait_locked(request, cancel)
             if plan.kind == "take":
                 assert plan.slot is not None
-                return self._take_locked(plan.slot, request.keep_alive), 0
+                return self._take_locked(plan.slot, request), 0
             self._reserve_locked(request, plan)
         return self._load(request, plan)
 
@@ -209,12 +210,16 @@ class Scheduler:
                 return False
         return not queued
 
-    def _take_locked(self, slot: _Slot, keep_alive: float | None) -> Engine:
+    def _take_locked(self, slot: _Slot, request: _Request) -> Engine:
         engine = slot.free.pop()
-        self._mark_busy_locked(slot, keep_alive)
+        self._mark_busy_locked(slot, request)
         return engine
 
-    def _mark_busy_locked(self, slot: _Slot, keep_alive: float | None) -> None:
+    def _mark_busy_locked(self, slot: _Slot, request: _Request) -> None:
+        """Count a request in; two names for one file share a slot, `ps` shows the latest."""
+        keep_alive = request.keep_alive
+        slot.name, slot.digest = request.name, request.digest or slot.digest
+        slot.names.add(request.name)
         slot.busy += 1
         slot.last_used = self._clock()
         slot.expires_at = math.inf
@@ -225,7 +230,7 @@ class Scheduler:
         if plan.kind == "grow":
             assert plan.slot is not None
             plan.slot.growing += 1
-            self._mark_busy_locked(plan.slot, request.keep_alive)
+            self._mark_busy_locked(plan.slot, request)
         else:
             self._loading.add(request.config)
 
@@ -248,7 +253,7 @@ class Scheduler:
                 self._loading.discard(request.config)
                 slot = _Slot(request.name, request.digest, request.config, request.size)
                 slot.instances.append(engine)
-                self._mark_busy_locked(slot, request.keep_alive)
+                self._mark_busy_locked(slot, request)
                 self._slots[request.config] = slot
                 logger.info("loaded %s (%s)", request.name, request.config.model_path)
             self._lock.notify_all()
@@ -321,7 +326,7 @@ class Scheduler:
     def unload(self, name: str) -> bool:
         """Unload a model by name once idle (now, if it already is); False if it is not loaded."""
         with self._lock:
-            matches = [s for s in self._slots.values() if s.name == name]
+            matches = [s for s in self._slots.values() if name in s.names]
             for slot in matches:
                 if slot.busy == 0 and slot.growing == 0:
                     self._unload_locked(slot)

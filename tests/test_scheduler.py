@@ -290,3 +290,14 @@ def test_scheduler_ps_reports_context_and_expiry(fake_factory: FakeFactory) -> N
     assert (info.name, info.digest, info.size, info.busy) == ("a:latest", "abc", 42, 0)
     assert info.config.num_ctx == 2048
     assert 295 < info.expires_at - time.time() <= 300
+
+
+def test_scheduler_two_names_for_one_file_share_an_instance(fake_factory: FakeFactory) -> None:
+    with running(Scheduler(fake_factory)) as scheduler:
+        use_once(scheduler, config(), "alias:latest", digest="d1")
+        use_once(scheduler, config(), "a:latest", digest="d2")
+        (info,) = scheduler.ps()
+        assert (info.name, info.digest) == ("a:latest", "d2")
+        assert scheduler.unload("alias:latest")
+        assert scheduler.ps() == []
+    assert len(fake_factory.loaded) == 1

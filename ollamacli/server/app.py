@@ -6,9 +6,12 @@ listen. SIGINT/SIGTERM: cancel running generations, finish the responses, unload
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from types import FrameType
 
@@ -138,6 +141,24 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.active.cancel_all()
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM as a clean stop (exit status 0, as `ollama serve`).
+
+        uvicorn re-raises the captured signal after shutting down, which would end the process
+        with -SIGTERM or a KeyboardInterrupt; a finished graceful shutdown is a success here.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def serve(services: Services, sock: socket.socket | None = None) -> None:

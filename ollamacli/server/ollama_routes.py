@@ -20,6 +20,7 @@ from ollamacli.errors import BlobNotFoundError, InvalidRequestError, OllamaCliEr
 from ollamacli.gguffile import is_gguf, read_gguf
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink
+from ollamacli.registry.bundled import find_bundled
 from ollamacli.server import convert, render
 from ollamacli.server.errors import message_for
 from ollamacli.server.render import Answer
@@ -193,12 +194,22 @@ async def create(request: Request) -> Response:
     return await _progress(request, work, bool(body.stream))
 
 
+def _pull(services: Services, name: ModelName, insecure: bool, sink: ProgressSink) -> None:
+    """Bundled models import offline; others go to the configured registry fetcher."""
+    if insecure and services.models.fetcher is not None and find_bundled(name) is None:
+        from ollamacli.service.pull import PullService
+
+        PullService(services.store, services.settings).pull(name, sink, insecure=True)
+        return
+    services.models.fetch(name, sink)
+
+
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
     body = parse_body(await request.body(), PullBody)
     name = ModelName.parse(convert.model_name(body.model_name))
     services = services_of(request)
-    work = with_progress(lambda sink: services.models.fetch(name, sink))
+    work = with_progress(lambda sink: _pull(services, name, bool(body.insecure), sink))
     return await _progress(request, work, bool(body.stream))
 
 

@@ -117,6 +117,7 @@ class ThreadPump(Generic[T]):
         self._queue: asyncio.Queue[T | BaseException | _End] = asyncio.Queue()
         self._active = active
         self._done = False
+        self._error: BaseException | None = None
         active.add(self.cancel)
         self._thread = threading.Thread(
             target=self._run, args=(work,), name="ollamacli-request", daemon=True
@@ -146,20 +147,26 @@ class ThreadPump(Generic[T]):
                 return
 
     async def next_batch(self) -> list[T]:
-        """The next items (at least one), or [] at the end; re-raises the thread's error."""
+        """The next items (at least one), or [] at the end; re-raises the thread's error.
+
+        Items that arrived before an error are returned first; the error comes next call.
+        """
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         if self._done:
             return []
         items: list[T] = []
         item = await self._queue.get()
         while True:
-            if isinstance(item, _End):
+            if isinstance(item, (_End, BaseException)):
                 self._done = True
                 self.stop_watching()
+                if isinstance(item, BaseException):
+                    if not items:
+                        raise item
+                    self._error = item
                 return items
-            if isinstance(item, BaseException):
-                self._done = True
-                self.stop_watching()
-                raise item
             items.append(item)
             if self._queue.empty():
                 return items

@@ -136,7 +136,9 @@ class ChatService:
         merged = merge_options(base, modelfile, session, validate_options(request_options))
         return _Prepared(resolved, merged)
 
-    def _lease(self, prepared: _Prepared, keep_alive: float | None) -> Iterator[Lease]:
+    def _lease(
+        self, prepared: _Prepared, keep_alive: float | None, cancel: CancelToken | None = None
+    ) -> Iterator[Lease]:
         resolved = prepared.resolved
         trained = resolved.config.get("context_length")
         config = load_config(
@@ -151,6 +153,7 @@ class ChatService:
             digest=resolved.digest,
             size=resolved.size,
             keep_alive=keep_alive,
+            cancel=cancel,  # a request still waiting in the queue gives up when cancelled
         ) as lease:
             yield lease
 
@@ -162,7 +165,7 @@ class ChatService:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
         sampling = self._sampling(prepared, request.format, request.truncate)
-        for lease in self._lease(prepared, request.keep_alive):
+        for lease in self._lease(prepared, request.keep_alive, cancel):
             template = self._template(prepared.resolved, lease.engine, request.template)
             messages = self.conversation(prepared.resolved, request.messages, request.system)
             prompt = _fit_conversation(
@@ -182,7 +185,7 @@ class ChatService:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
         sampling = self._sampling(prepared, request.format, request.truncate)
-        for lease in self._lease(prepared, request.keep_alive):
+        for lease in self._lease(prepared, request.keep_alive, cancel):
             if request.raw:
                 prompt = _Prompt(request.prompt, keep_context=False)
             else:

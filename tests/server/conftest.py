@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from ollamacli.config import Settings
 from ollamacli.engine.base import EngineFactory
 from ollamacli.server.app import create_app
 from ollamacli.service import Services, build_services
-from ollamacli.service.models import CreateSpec
+from ollamacli.service.models import CreateSpec, Fetcher
 from tests.factories import make_tiny_gguf
 from tests.fakes import FakeFactory
 
@@ -31,8 +33,8 @@ class LiveServer:
     port: int
     services: Services
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, trust_env=False, **kwargs)  # type: ignore[arg-type]  # test helper
+    def client(self, *, timeout: float = 60, headers: dict[str, str] | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout, trust_env=False, headers=headers)
 
 
 @contextmanager
@@ -77,9 +79,11 @@ def make_server(settings: Settings, tmp_path: Path) -> Callable[..., object]:
     """Build a live server: `with make_server(factory, max_queue=1) as live: ...`."""
 
     @contextmanager
-    def make(factory: EngineFactory | None = None, **changes: object) -> Iterator[LiveServer]:
+    def make(
+        factory: EngineFactory | None = None, *, fetcher: Fetcher | None = None, **changes: object
+    ) -> Iterator[LiveServer]:
         config = settings.with_changes(**changes) if changes else settings
-        services = build_services(config, factory or FakeFactory())
+        services = build_services(config, factory or FakeFactory(), fetcher=fetcher)
         add_tiny_model(services, tmp_path)
         with serve_in_thread(services) as live:
             yield live
@@ -92,3 +96,31 @@ def live(make_server: Callable[..., object], fake_factory: FakeFactory) -> Itera
     """A live server on FakeEngines with the model `tiny` in its store."""
     with make_server(fake_factory) as server:  # type: ignore[attr-defined]  # a context manager
         yield server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ollamacli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", trust_env=False).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, err = process.communicate()
+            pytest.fail(f"serve did not start: {err}")
+        time.sleep(0.1)
