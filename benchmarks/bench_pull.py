@@ -142,7 +142,7 @@ def throughput(folder: Path, size_mb: int, rounds: int) -> None:
 def resume(folder: Path, size_mb: int) -> None:
     """Kill -9 a throttled CLI pull mid-blob, pull again, count bytes fetched twice."""
     sys.path.insert(0, str(ROOT))
-    from ollamacli.registry.transfer import TransferOptions
+    from ollamacli.registry.policy import TransferOptions
     from tests.servers.registry import running_registry
 
     model, digest = _model_file(folder, size_mb)

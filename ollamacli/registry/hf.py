@@ -180,6 +180,11 @@ class HuggingFaceHub:
         """Auth for downloading files (None without a token)."""
         return HubAuth(self.endpoint, self.token) if self.token else None
 
+    def auth_headers(self, url: str) -> dict[str, str]:
+        """The Authorization header for a URL of this endpoint (none without a token)."""
+        auth = self.auth()
+        return auth.headers_for(url) if auth else {}
+
     def list_files(self, repo_id: str) -> list[HubFile]:
         """Every file of the repo's main revision, with sizes and LFS sha256."""
         from huggingface_hub import HfApi

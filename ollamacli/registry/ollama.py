@@ -24,7 +24,7 @@ import httpx
 from ollamacli import __version__
 from ollamacli.errors import ManifestNotFoundError, RegistryError
 from ollamacli.names import ModelName
-from ollamacli.registry.transfer import TransferOptions, retryable_status, with_retries
+from ollamacli.registry.policy import TransferOptions, retryable_status, with_retries
 from ollamacli.store.blobs import Digest
 from ollamacli.store.manifests import MANIFEST_MEDIA_TYPE
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import http.client
 import logging
-import math
 import os
 import ssl
 import threading
@@ -37,13 +36,22 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from ollamacli.errors import DiskFullError, DownloadError
 from ollamacli.registry.partial import Part, PartialDownload, PrefixHasher, store_error
+from ollamacli.registry.policy import (
+    NETWORK_ERRORS,
+    RETRY_HINT,
+    Retryable,
+    TransferOptions,
+    raise_if_retryable,
+    reason,
+    retryable_status,
+    with_retries,
+)
 from ollamacli.store.blobs import BlobStore, Digest
 
 ByteProgress = Callable[[int], None]
@@ -52,98 +60,16 @@ ByteProgress = Callable[[int], None]
 AuthHeaders = Callable[[str], Mapping[str, str]]
 """The credentials to send with a request to a URL (none for other origins)."""
 
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
-RETRY_HINT = "check the network connection and run the same command again; it resumes"
 BUFFER_SIZE = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class TransferOptions:
-    """How downloads are split, retried and reported. The defaults suit a small machine."""
-
-    parts: int = 16
-    min_part_size: int = 8_000_000
-    max_part_size: int = 100_000_000
-    connections: int = 4
-    retries: int = 6
-    backoff: float = 1.0
-    max_backoff: float = 30.0
-    stall_timeout: float = 30.0
-    max_stalls: int = 10
-    connect_timeout: float = 30.0
-    checkpoint_interval: float = 0.25
-    progress_interval: float = 0.1
-    max_redirects: int = 10
-
-    def part_size(self, total: int) -> int:
-        """The size of each part of a blob of `total` bytes."""
-        wanted = math.ceil(total / self.parts)
-        return max(1, min(max(wanted, self.min_part_size), self.max_part_size))
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait before retry number `failures` (1-based)."""
-        return float(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
-
-    def timeout(self) -> httpx.Timeout:
-        """Client timeouts; the read timeout is what detects a stalled body."""
-        return httpx.Timeout(
-            connect=self.connect_timeout,
-            read=self.stall_timeout,
-            write=self.stall_timeout,
-            pool=None,
-        )
 
 
 class _RangeIgnored(Exception):
     """The server answered a ranged request with the whole blob."""
 
 
-class _Retryable(Exception):
-    """A failure worth another try (5xx, 429, a body cut short)."""
-
-
-_NETWORK_ERRORS = (httpx.TransportError, OSError, http.client.HTTPException, _Retryable)
 _STALLS = (httpx.ReadTimeout, TimeoutError)
-
-
-def with_retries(
-    call: Callable[[], T],
-    options: TransferOptions,
-    *,
-    what: str,
-    url: str,
-    sleep: Callable[[float], None] = time.sleep,
-    attempts: int | None = None,
-) -> T:
-    """Run `call`, retrying network failures and retryable statuses with backoff."""
-    tries = attempts if attempts is not None else options.retries + 1
-    for failures in range(1, tries + 1):
-        try:
-            return call()
-        except _NETWORK_ERRORS as exc:
-            if failures >= tries:
-                raise DownloadError(f"{what}: {_reason(exc)}", url=url, hint=RETRY_HINT) from exc
-            sleep(options.delay(failures))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def retryable_status(response: httpx.Response) -> None:
-    """Raise for statuses worth another try (429 and 5xx); `with_retries` retries them."""
-    _raise_if_retryable(response.status_code, response.reason_phrase)
-
-
-def _raise_if_retryable(status: int, reason: str) -> None:
-    if status == 429 or status >= 500:
-        raise _Retryable(f"{status} {reason}".strip())
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, _Retryable):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _no_auth(url: str) -> Mapping[str, str]:
@@ -327,7 +253,7 @@ class Downloader:
                 stalls += 1
                 if stalls > self.options.max_stalls:
                     raise self._gave_up(job, exc) from exc
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 failures = 1 if part.completed > before else failures + 1
                 if failures > self.options.retries:
                     raise self._gave_up(job, exc) from exc
@@ -335,7 +261,7 @@ class Downloader:
 
     def _gave_up(self, job: _Job, exc: BaseException) -> DownloadError:
         return DownloadError(
-            f"download failed after {self.options.retries} retries: {_reason(exc)}",
+            f"download failed after {self.options.retries} retries: {reason(exc)}",
             url=job.url,
             hint=RETRY_HINT,
         )
@@ -358,7 +284,7 @@ class Downloader:
                     if time.monotonic() - last_save >= self.options.checkpoint_interval:
                         job.state.save(part)
                         last_save = time.monotonic()
-                raise _Retryable("the connection closed before the body was complete")
+                raise Retryable("the connection closed before the body was complete")
         finally:
             job.state.save(part)
 
@@ -429,7 +355,7 @@ def _check(body: _Body, part: Part, job: _Job) -> None:
             job.restarted = True
             part.completed = 0  # the whole blob is coming: take it from the start
         return
-    _raise_if_retryable(body.status, body.reason)
+    raise_if_retryable(body.status, body.reason)
     raise _http_error(body.status, body.reason, body.url)
 
 

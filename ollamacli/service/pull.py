@@ -11,12 +11,12 @@ model that cannot run.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ollamacli.config import Settings
 from ollamacli.engine.support import check_architecture
@@ -31,12 +31,14 @@ from ollamacli.gguffile import GGUFInfo, is_gguf, read_gguf
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
 from ollamacli.registry.bundled import bundled_path, find_bundled
+from ollamacli.registry.hf import HuggingFaceHub, select_gguf
+from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
+from ollamacli.registry.partial import PartialDownload, blob_lock, commit_download
+from ollamacli.registry.policy import TransferOptions
+from ollamacli.registry.transfer import Downloader
 from ollamacli.service.models import Fetcher, ModelService, _config_for
 from ollamacli.store import Digest, Layer, Manifest, Store
 from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL
-
-if TYPE_CHECKING:
-    from ollamacli.registry.transfer import Downloader, TransferOptions
 
 DiskFree = Callable[[Path], int]
 """Free bytes on the filesystem holding a folder."""
@@ -74,7 +76,7 @@ class PullService:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.options = options
+        self.options = options or TransferOptions()
         self._free_space = free_space
 
     def pull(
@@ -110,20 +112,11 @@ class PullService:
 
         return fetch
 
-    def _transfer_options(self) -> TransferOptions:
-        from ollamacli.registry.transfer import TransferOptions
-
-        return self.options or TransferOptions()
-
     def _pull_registry(self, model: ModelName, progress: ProgressSink, *, insecure: bool) -> None:
-        from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
-        from ollamacli.registry.transfer import Downloader
-
-        options = self._transfer_options()
         progress(ProgressEvent("pulling manifest"))
         auth = RegistryAuth(f"{'http' if insecure else 'https'}://{model.host}")
-        with new_client(options, auth) as client:
-            registry = OllamaRegistry(client, model, insecure=insecure, options=options)
+        with new_client(self.options, auth) as client:
+            registry = OllamaRegistry(client, model, insecure=insecure, options=self.options)
             raw = registry.fetch_manifest()
             manifest = _parse_manifest(raw, registry.manifest_url)
             blobs = [
@@ -131,7 +124,7 @@ class PullService:
                 for layer in (*manifest.layers, manifest.config)
             ]
             downloader = Downloader(
-                client, self.store.blobs, options, auth_headers=auth.headers_for
+                client, self.store.blobs, self.options, auth_headers=auth.headers_for
             )
             fresh = self._fetch(downloader, blobs, progress)
         with self._cleanup_on_error(fresh):
@@ -140,12 +133,22 @@ class PullService:
         self._write_manifest(model, raw, progress)
 
     def _pull_huggingface(self, model: ModelName, progress: ProgressSink) -> None:
-        from ollamacli.registry.hf import HuggingFaceHub, select_gguf
-        from ollamacli.registry.ollama import new_client
-        from ollamacli.registry.transfer import Downloader
-
         progress(ProgressEvent("pulling manifest"))
         hub = HuggingFaceHub(self.settings.hf_endpoint, self.settings.hf_token)
+        blob = self._locate_gguf(hub, model)
+        with new_client(self.options, hub.auth()) as client:
+            downloader = Downloader(
+                client, self.store.blobs, self.options, auth_headers=hub.auth_headers
+            )
+            fresh = self._fetch(downloader, [blob], progress)
+        with self._cleanup_on_error(fresh):
+            info = self._preflight(self.store.blobs.require(blob.digest), model)
+        manifest = self._gguf_manifest(blob, _config_for(info))
+        self._write_manifest(model, manifest.to_bytes(), progress)
+
+    @staticmethod
+    def _locate_gguf(hub: HuggingFaceHub, model: ModelName) -> RemoteBlob:
+        """The GGUF file a `hf.co/<user>/<repo>[:<quant>]` name means, and where it is."""
         repo_id = model.repository
         quant = None if model.tag.lower() == "latest" else model.tag
         chosen = select_gguf(hub.list_files(repo_id), quant, repo=f"{model.host}/{repo_id}")
@@ -156,26 +159,9 @@ class PullService:
                 url=located.url,
                 hint="only GGUF files stored with Git LFS (or Xet) can be pulled",
             )
-        blob = RemoteBlob(located.digest, located.size, located.url)
-        options = self._transfer_options()
-        auth = hub.auth()
-        with new_client(options, auth) as client:
-            downloader = Downloader(
-                client,
-                self.store.blobs,
-                options,
-                auth_headers=auth.headers_for if auth else lambda url: {},
-            )
-            fresh = self._fetch(downloader, [blob], progress)
-        with self._cleanup_on_error(fresh):
-            path = self.store.blobs.require(blob.digest)
-            config = _config_for(self._preflight(path, model))
-        manifest = self._gguf_manifest(blob, config)
-        self._write_manifest(model, manifest.to_bytes(), progress)
+        return RemoteBlob(located.digest, located.size, located.url)
 
     def _gguf_manifest(self, blob: RemoteBlob, config: dict[str, object]) -> Manifest:
-        import json
-
         data = json.dumps(config, separators=(",", ":")).encode()
         config_digest = self.store.blobs.write_bytes(data)
         return Manifest(
@@ -187,8 +173,6 @@ class PullService:
         self, downloader: Downloader, blobs: Sequence[RemoteBlob], progress: ProgressSink
     ) -> list[Digest]:
         """Download, verify and store every missing blob; returns those newly stored."""
-        from ollamacli.registry.partial import blob_lock, commit_download
-
         unique = list({blob.digest: blob for blob in blobs}.values())
         missing = sorted(blob.digest for blob in unique if not self.store.blobs.exists(blob.digest))
         with ExitStack() as locks:
@@ -205,8 +189,6 @@ class PullService:
         self, downloader: Downloader, blobs: Sequence[RemoteBlob], progress: ProgressSink
     ) -> dict[Digest, Digest | None]:
         """Download the blobs not in the store; returns their digests and on-the-way hashes."""
-        from ollamacli.registry.partial import PartialDownload
-
         downloaded: dict[Digest, Digest | None] = {}
         try:
             for blob in blobs:

@@ -10,7 +10,7 @@ import pytest
 
 from ollamacli.config import Settings
 from ollamacli.progress import ProgressEvent
-from ollamacli.registry.transfer import TransferOptions
+from ollamacli.registry.policy import TransferOptions
 from ollamacli.service.pull import PullService
 from ollamacli.store import Store
 from tests.factories import make_tiny_gguf

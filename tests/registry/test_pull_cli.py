@@ -15,7 +15,7 @@ import pytest
 
 from ollamacli.cli import wiring
 from ollamacli.cli.output import human_bytes
-from ollamacli.registry.transfer import TransferOptions
+from ollamacli.registry.policy import TransferOptions
 from ollamacli.store import Manifest, Store
 from tests.fakes import FakeFactory
 from tests.servers.hub import HubServer

@@ -20,7 +20,8 @@ from ollamacli.registry.partial import (
     commit_download,
     plan_parts,
 )
-from ollamacli.registry.transfer import Downloader, TransferOptions
+from ollamacli.registry.policy import TransferOptions
+from ollamacli.registry.transfer import Downloader
 from ollamacli.store import Store, parse_digest
 from ollamacli.store.blobs import sha256_bytes
 from tests.registry.conftest import FAST
