@@ -189,3 +189,41 @@ def test_hf_chat_template_comes_from_the_gguf(
 
     name = hf_pulls.pull("hf.co/user/Tiny-GGUF")
     assert read_gguf(store.resolve(name).model_path).chat_template == CHATML
+
+
+def test_hf_pull_downloads_the_commit_it_listed(
+    hub: HubServer, hf_pulls: PullService, hub_repo: dict[str, Path]
+):
+    hf_pulls.pull("hf.co/user/Tiny-GGUF:Q8_0")
+    commit = hub.app.commits["user/Tiny-GGUF"]
+    heads = [r for r in hub.app.requests if r.method == "HEAD"]
+    gets = [r for r in hub.app.requests if "/resolve/" in r.path and r.method == "GET"]
+    assert [r.path for r in heads] == ["/user/Tiny-GGUF/resolve/main/Tiny-Q8_0.gguf"]
+    assert gets
+    assert all(f"/resolve/{commit}/" in r.path for r in gets)
+
+
+def test_hf_pull_resumes_an_interrupted_download(
+    hub: HubServer, store: Store, hf_pulls: PullService, tmp_path: Path
+):
+    from dataclasses import replace
+
+    from ollamacli.errors import DownloadError
+
+    path = tmp_path / "big.gguf"
+    path.write_bytes(make_tiny_gguf(tmp_path / "t.gguf").read_bytes() + os.urandom(600_000))
+    entry = hub.app.add_file("user/Big-GGUF", "big-Q4_K_M.gguf", path)
+    hub.app.faults.drop_after, hub.app.faults.drops = 20_000, 1_000
+    settings = hf_pulls.settings
+    with pytest.raises(DownloadError):
+        PullService(store, settings, options=replace(FAST, retries=0)).pull("hf.co/user/Big-GGUF")
+    hub.app.faults.drops = 0
+    first = hub.app.served["sha256:" + entry.sha256]
+    hub.app.served.clear()
+
+    name = hf_pulls.pull("hf.co/user/Big-GGUF")
+
+    second = hub.app.served["sha256:" + entry.sha256]
+    assert second < path.stat().st_size  # only what was missing (the parts kept their bytes)
+    assert first + second >= path.stat().st_size
+    assert store.resolve(name).model_path.read_bytes() == path.read_bytes()

@@ -339,3 +339,20 @@ def test_model_service_ensure_pulls_missing_model_through_fetcher(
     assert resolved.template == "{{ .Prompt }}"
     assert events.statuses[0] == "pulling manifest"
     assert events.statuses[-1] == "success"
+
+
+def test_two_pulls_of_one_model_at_once_download_it_once(
+    registry: RegistryServer, pulls: PullService, store: Store, big_gguf: Path
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = Manifest.parse(registry.app.add_model("tiny", big_gguf)).layers[0].digest
+    registry.app.faults.rate = 2_000_000  # slow enough for the two pulls to overlap
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(pulls.pull, registry.name("tiny"), insecure=True) for _ in range(2)]
+        names = [run.result(timeout=60) for run in runs]
+
+    assert names[0] == names[1]
+    assert registry.app.served[model] == big_gguf.stat().st_size + 2  # once, plus two probes
+    _assert_store_verifies(store)
