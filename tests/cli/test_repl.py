@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -492,3 +494,47 @@ def test_real_session_keeps_the_conversation_and_reuses_the_prefix(real_services
     # Turn 2 evaluates only what is new after the prefix shared with turn 1.
     full = len(factory.engines[0].tokenize(second))
     assert 0 < counts[1] < full
+
+
+def _editor_script(folder: Path, body: str) -> str:
+    script = folder / "editor.sh"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_ctrl_g_composes_the_message_in_the_editor(settings, fake_factory, tmp_path):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from ollamacli.cli.repl import run_repl
+
+    done = tmp_path / "edited"
+    editor = _editor_script(tmp_path, f'printf "%s and more\\n" "$(cat "$1")" > "$1"; touch {done}')
+    services = build_services(settings.with_changes(editor=editor), fake_factory)
+    model = make_model(services, tmp_path)
+    fake_factory.enqueue("Edited.")
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+
+        def finish() -> None:
+            # Enter only once the editor has written the file, as a person would.
+            while not done.exists():
+                time.sleep(0.05)
+            pipe.send_text("\n/bye\n")
+
+        pipe.send_text("draft\x07")
+        threading.Thread(target=finish, daemon=True).start()
+        session = run_repl(
+            services, model, PLAIN, input=pipe, output=DummyOutput(), out=out, err=out
+        )
+    assert out.getvalue() == "Edited.\n\n"
+    assert session.messages[0] == ChatMessage("user", "draft and more")
+
+
+def test_a_failing_editor_keeps_the_line(tmp_path, capsys):
+    from ollamacli.cli.repl import _edit_in_editor
+
+    assert _edit_in_editor(_editor_script(tmp_path, "exit 3"), "draft") is None
+    assert "error:" in capsys.readouterr().err
+    assert _edit_in_editor(_editor_script(tmp_path, ': > "$1"'), "draft") is None
