@@ -306,10 +306,7 @@ class LlamaCppEngine:
         text = TextStream(sampling.stop)
         limit = sampling.num_predict if sampling.num_predict >= 0 else -1
         started = time.perf_counter_ns()
-        while cancel is None or not cancel.cancelled:
-            if len(decoded.tokens) == limit:
-                decoded.reason = "length"
-                break
+        while limit != 0 and (cancel is None or not cancel.cancelled):
             token = sampler.sample(llm.ctx)
             if lib.llama_vocab_is_eog(vocab, token):
                 break
@@ -319,10 +316,12 @@ class LlamaCppEngine:
                 yield TextChunk(piece)
             if text.stopped:
                 break
-            if llm.n_tokens >= n_ctx:
-                decoded.reason = "length"
+            if len(decoded.tokens) == limit or llm.n_tokens >= n_ctx:
+                decoded.reason = "length"  # the last token is not evaluated: nothing follows it
                 break
             llm.eval([token])
+        if limit == 0:
+            decoded.reason = "length"
         rest = text.finish()
         if rest:
             yield TextChunk(rest)

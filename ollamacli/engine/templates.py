@@ -14,14 +14,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-import jinja2
-import jinja2.sandbox
+from typing import TYPE_CHECKING, Literal
 
 from ollamacli.engine.base import ChatMessage
-from ollamacli.engine.gotemplate import parse_go
 from ollamacli.errors import TemplateError
+
+if TYPE_CHECKING:  # jinja2 is imported on first use: `list` and `--help` never render a prompt
+    import jinja2
+    import jinja2.sandbox
 
 TemplateKind = Literal["jinja", "go", "fallback"]
 
@@ -45,6 +45,8 @@ def detect_kind(text: str) -> TemplateKind:
     it uses Go's forms (`{{ .Field }}`, `{{ $x }}`, `{{ if … }}`), so its error is reported."""
     if "{%" in text or "{#" in text:
         return "jinja"
+    from ollamacli.engine.gotemplate import parse_go  # lazy, like jinja2: only prompts need it
+
     try:
         parse_go(text)
     except TemplateError:
@@ -56,6 +58,8 @@ def validate_template(text: str) -> TemplateKind:
     """Check a template parses (Modelfile TEMPLATE at create time); raises `TemplateError`."""
     kind = detect_kind(text)
     if kind == "go":
+        from ollamacli.engine.gotemplate import parse_go
+
         parse_go(text)
     else:
         _compile_jinja(text)
@@ -72,6 +76,9 @@ def _tojson(value: object, indent: int | None = None, **_: object) -> str:
 
 @functools.cache
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    import jinja2.ext
+    import jinja2.sandbox
+
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
@@ -83,6 +90,8 @@ def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
 
 @functools.lru_cache(maxsize=32)
 def _compile_jinja(source: str) -> jinja2.Template:
+    import jinja2
+
     try:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -120,6 +129,8 @@ class ChatTemplate:
     ) -> str:
         """The prompt text for a conversation."""
         if self.kind == "go":
+            from ollamacli.engine.gotemplate import parse_go
+
             return parse_go(self.source).render(messages, tools=tools)
         return self._render_jinja(messages, tools, add_generation_prompt)
 
@@ -147,6 +158,8 @@ class ChatTemplate:
         tools: Sequence[Mapping[str, object]],
         add_generation_prompt: bool,
     ) -> str:
+        import jinja2
+
         try:
             return template.render(
                 messages=[message_dict(m) for m in messages],

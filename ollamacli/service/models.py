@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ollamacli.engine.support import check_architecture
+from ollamacli.engine.templates import validate_template
 from ollamacli.errors import InvalidRequestError, ModelfileError, ModelNotFoundError, StoreError
 from ollamacli.gguffile import GGUFInfo, human_number, is_gguf, read_gguf
 from ollamacli.modelfile import Message, Modelfile
@@ -267,6 +268,7 @@ class ModelService:
     def _apply_overrides(self, draft: _Draft, spec: CreateSpec) -> None:
         blobs = self.store.blobs
         if spec.template is not None:
+            validate_template(spec.template)
             digest = blobs.write_bytes(spec.template.encode())
             draft.replace(
                 (MEDIA_TEMPLATE, MEDIA_PROMPT), [_layer(MEDIA_TEMPLATE, digest, blobs.size(digest))]

@@ -1,0 +1,213 @@
+"""Decode speed: our engine (ChatService -> scheduler -> LlamaCppEngine) vs a raw llama-cpp-python
+`Llama.generate` loop, on the same model, prompt, sampling and thread count, in one process.
+
+    .venv/bin/python -m benchmarks.bench_decode [--repeats 5] [--tokens 256] [--threads 2]
+
+Both sides get the same prompt tokens (the chat template rendered by ChatService), the same
+sampling (Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, same seed) and the same
+cache state: before every measured run each side first answers a short other prompt, so the
+measured prompt is evaluated from the shared template prefix on, as a new question would be.
+Runs alternate (ours first on even repeats, raw first on odd ones) so background load hits
+both alike.
+
+Printed per run and as medians: decode tokens/s, from the first token to the last (the
+figure Ollama's `eval rate` reports), and time to first token (TTFT: prompt evaluation plus
+everything before the first token). Goal (issue 3): ours / raw >= 0.97.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ollamacli.config import Settings
+from ollamacli.engine.base import ChatMessage, TextChunk
+from ollamacli.names import ModelName
+from ollamacli.service import Services, build_services
+from ollamacli.service.chat import ChatDone, ChatRequest
+
+MODEL = "smollm2:135m"
+PROMPT = "Write a long story about a dragon who learns to cook."
+FLUSH = "Say hello."
+SEED = 1234
+GOAL = 0.97
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One measured generation."""
+
+    tokens: int
+    ttft: float  # seconds from the call to the first token
+    decode: float  # seconds from the first token to the last
+
+    @property
+    def rate(self) -> float:
+        return (self.tokens - 1) / self.decode if self.decode > 0 else 0.0
+
+
+class Ours:
+    """Generation through ChatService, as `run` and the server use it."""
+
+    def __init__(self, services: Services, tokens: int, threads: int) -> None:
+        self.services = services
+        self.options = {
+            "num_predict": tokens,
+            "num_thread": threads,
+            "num_ctx": 2048,
+            "seed": SEED,
+        }
+        self.prompt_tokens: list[int] = []
+        self.flush_tokens: list[int] = []
+
+    def _chat(self, text: str, **options: object) -> tuple[list[float], ChatDone]:
+        request = ChatRequest(
+            MODEL, (ChatMessage("user", text),), options={**self.options, **options}
+        )
+        arrivals: list[float] = []
+        done: ChatDone | None = None
+        for event in self.services.chat.chat(request):
+            if isinstance(event, TextChunk):
+                arrivals.append(time.perf_counter())
+            elif isinstance(event, ChatDone):
+                done = event
+        assert done is not None
+        return arrivals, done
+
+    def prepare(self) -> None:
+        """Load the model and learn the exact prompt tokens the raw loop must use."""
+        for text, attribute in ((FLUSH, "flush_tokens"), (PROMPT, "prompt_tokens")):
+            _, done = self._chat(text, num_predict=1)
+            setattr(self, attribute, list(done.context[: len(done.context) - done.eval_count]))
+
+    def measure(self) -> Run:
+        self._chat(FLUSH, num_predict=1)
+        started = time.perf_counter()
+        arrivals, done = self._chat(PROMPT)
+        ended = time.perf_counter()
+        return Run(done.eval_count, arrivals[0] - started, ended - arrivals[0])
+
+
+class Raw:
+    """A bare `Llama.generate` loop, detokenizing each token as any client must."""
+
+    def __init__(self, model_path: Path, threads: int, tokens: int) -> None:
+        import llama_cpp
+
+        self.lib = llama_cpp
+        self.llm: Any = llama_cpp.Llama(
+            str(model_path),
+            n_ctx=2048,
+            n_batch=512,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.tokens = tokens
+
+    def _generate(self, prompt: list[int], limit: int) -> tuple[int, float, float]:
+        self.llm.set_seed(SEED)
+        started = time.perf_counter()
+        first = 0.0
+        count = 0
+        stream = self.llm.generate(
+            prompt, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, temp=0.8, repeat_penalty=1.0
+        )
+        for token in stream:
+            if self.lib.llama_vocab_is_eog(self.vocab, token):
+                break
+            self.llm.detokenize([token])
+            count += 1
+            if count == 1:
+                first = time.perf_counter()
+            if count >= limit:
+                break
+        return count, started, first
+
+    def measure(self, flush: list[int], prompt: list[int]) -> Run:
+        self._generate(flush, 1)
+        count, started, first = self._generate(prompt, self.tokens)
+        ended = time.perf_counter()
+        return Run(count, first - started, ended - first)
+
+
+def _services(root: Path, threads: int) -> Services:
+    settings = Settings(data_dir=root, models_dir=root / "models", num_thread=threads)
+    services = build_services(settings)
+    services.models.ensure(MODEL)
+    return services
+
+
+def _median(runs: list[Run], key: Callable[[Run], float]) -> float:
+    return statistics.median(key(run) for run in runs)
+
+
+def _spread(runs: list[Run], key: Callable[[Run], float]) -> str:
+    values = [key(run) for run in runs]
+    return f"{min(values):.1f}-{max(values):.1f}"
+
+
+def _report(ours: list[Run], raw: list[Run]) -> None:
+    print()
+    for name, runs in (("ours (ChatService)", ours), ("raw Llama.generate", raw)):
+        rate, ttft = _median(runs, lambda r: r.rate), _median(runs, lambda r: r.ttft * 1000)
+        print(
+            f"{name:20} decode {rate:6.1f} tok/s (range {_spread(runs, lambda r: r.rate)})   "
+            f"TTFT {ttft:6.1f} ms (range {_spread(runs, lambda r: r.ttft * 1000)})   "
+            f"tokens {_median(runs, lambda r: r.tokens):.0f}"
+        )
+    ratio = _median(ours, lambda r: r.rate) / _median(raw, lambda r: r.rate)
+    pairs = [a.rate / b.rate for a, b in zip(ours, raw, strict=True) if b.rate]
+    verdict = "meets" if ratio >= GOAL else "misses"
+    print(
+        f"\ndecode ratio ours/raw (medians): {ratio:.3f}x  {verdict} the {GOAL}x goal; "
+        f"per-pair ratios {min(pairs):.3f}-{max(pairs):.3f}"
+    )
+    ttft_ratio = _median(ours, lambda r: r.ttft) / _median(raw, lambda r: r.ttft)
+    print(f"TTFT ratio ours/raw (medians): {ttft_ratio:.3f}x")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-decode-") as folder:
+        services = _services(Path(folder), args.threads)
+        ours = Ours(services, args.tokens, args.threads)
+        ours.prepare()
+        model_path = services.store.resolve(ModelName.parse(MODEL)).model_path
+        raw = Raw(model_path, args.threads, args.tokens)
+        print(f"model {MODEL}, {args.tokens} tokens, {args.threads} threads, prompt {PROMPT!r}")
+        ours_runs: list[Run] = []
+        raw_runs: list[Run] = []
+        for repeat in range(args.repeats):
+            order = [ours_runs, raw_runs] if repeat % 2 == 0 else [raw_runs, ours_runs]
+            for runs in order:
+                if runs is ours_runs:
+                    runs.append(ours.measure())
+                else:
+                    runs.append(raw.measure(ours.flush_tokens, ours.prompt_tokens))
+                label = "ours" if runs is ours_runs else "raw "
+                last = runs[-1]
+                print(
+                    f"  repeat {repeat + 1} {label}: {last.rate:6.1f} tok/s, "
+                    f"TTFT {last.ttft * 1000:6.1f} ms, {last.tokens} tokens",
+                    flush=True,
+                )
+        _report(ours_runs, raw_runs)
+        services.scheduler.close()
+
+
+if __name__ == "__main__":
+    main()
