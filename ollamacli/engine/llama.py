@@ -13,7 +13,6 @@ import ctypes
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from ollamacli.engine.base import (
     SamplingConfig,
     TextChunk,
 )
+from ollamacli.engine.llamalib import LOGS, SamplerChain
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.streaming import TextStream
 from ollamacli.engine.structured import check_json_schema
@@ -39,44 +39,12 @@ from ollamacli.errors import (
 
 logger = logging.getLogger(__name__)
 
-_GGML_LOG_ERROR = 4  # ggml_log_level in the vendored llama.cpp (DEBUG=1 … ERROR=4)
-_MIROSTAT_M = 100  # candidates mirostat v1 estimates from (llama.cpp's value)
-
-
-class _LogRouter:
-    """Sends llama.cpp's log lines to `logging` (debug level) instead of stderr."""
-
-    def __init__(self) -> None:
-        self.callback: object | None = None  # kept alive: llama.cpp holds a raw pointer to it
-        self.errors: deque[str] = deque(maxlen=8)
-
-    def install(self, lib: Any) -> None:
-        if self.callback is not None:
-            return
-
-        @lib.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE
-        def forward(level: int, text: bytes, _user_data: object) -> None:
-            message = text.decode("utf-8", "replace").strip()
-            if message:
-                if level == _GGML_LOG_ERROR:
-                    self.errors.append(message)
-                logger.debug("llama.cpp[%d]: %s", level, message)
-
-        lib.llama_log_set(forward, ctypes.c_void_p(0))
-        self.callback = forward
-
-    def last_error(self) -> str:
-        return self.errors[-1] if self.errors else ""
-
-
-_LOGS = _LogRouter()
-
 
 def _library() -> Any:
     """The `llama_cpp` module, imported on first use, with its logging routed away."""
     import llama_cpp
 
-    _LOGS.install(llama_cpp)
+    LOGS.install(llama_cpp)
     return llama_cpp
 
 
@@ -93,18 +61,18 @@ class LlamaCppFactory:
             raise ModelLoadError(
                 "only one adapter is currently supported", path=str(config.model_path)
             )
-        _LOGS.errors.clear()
+        LOGS.errors.clear()
         try:
             llm = lib.Llama(**_llama_arguments(lib, config, verbose=self.verbose))
         except (ValueError, RuntimeError, OSError) as exc:
-            reason = _LOGS.last_error() or str(exc)
+            reason = LOGS.last_error() or str(exc)
             raise ModelLoadError(
                 f"unable to load model {config.model_path}: {' '.join(reason.split())}",
                 path=str(config.model_path),
                 hint="the file may be damaged or made for a newer llama.cpp; "
                 "try pulling or creating the model again",
             ) from exc
-        adapter_errors = [e for e in _LOGS.errors if "lora" in e.lower()]
+        adapter_errors = [e for e in LOGS.errors if "lora" in e.lower()]
         if adapter_errors:  # llama-cpp-python misses a failed adapter load (NULL is not None)
             llm.close()
             raise ModelLoadError(
@@ -232,7 +200,9 @@ class LlamaCppEngine:
         """Stream `TextChunk`s, then one `Completion` with Ollama's statistics."""
         tokens = self.prompt_tokens(prompt) if isinstance(prompt, str) else list(prompt)
         tokens, truncated = self._fit(tokens, sampling)
-        sampler = _Sampler(self._lib, self._vocab, int(self._llm.n_vocab()), sampling, self.n_ctx)
+        sampler = SamplerChain(
+            self._lib, self._vocab, int(self._llm.n_vocab()), sampling, self.n_ctx
+        )
         decoded = _Decoded()
         try:
             started = time.perf_counter_ns()
@@ -296,7 +266,7 @@ class LlamaCppEngine:
 
     def _decode(
         self,
-        sampler: _Sampler,
+        sampler: SamplerChain,
         sampling: SamplingConfig,
         cancel: CancelToken | None,
         decoded: _Decoded,
@@ -373,87 +343,3 @@ def _pooled(vector: list[float] | list[list[float]]) -> list[float]:
         return [float(v) for v in vector]  # type: ignore[arg-type]  # already pooled
     rows = [row for row in vector if isinstance(row, list)]
     return [sum(column) / len(rows) for column in zip(*rows, strict=True)]
-
-
-class _Sampler:
-    """A llama.cpp sampler chain for one request, in llama.cpp's order:
-    penalties, grammar, then top-k, typical, top-p, min-p, temperature and the random draw
-    (or greedy at temperature 0, or mirostat)."""
-
-    def __init__(
-        self, lib: Any, vocab: Any, n_vocab: int, sampling: SamplingConfig, n_ctx: int
-    ) -> None:
-        self._lib = lib
-        self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        self._last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
-        self._penalised = self._last_n > 0 and (
-            sampling.repeat_penalty != 1.0
-            or sampling.frequency_penalty != 0.0
-            or sampling.presence_penalty != 0.0
-        )
-        self._penalties = lib.llama_sampler_init_penalties(
-            n_vocab,
-            self._last_n,
-            sampling.repeat_penalty,
-            sampling.frequency_penalty,
-            sampling.presence_penalty,
-        )
-        lib.llama_sampler_chain_add(self._chain, self._penalties)
-        try:
-            if sampling.grammar:
-                lib.llama_sampler_chain_add(self._chain, self._grammar(vocab, sampling.grammar))
-            for stage in _selection(lib, n_vocab, sampling):
-                lib.llama_sampler_chain_add(self._chain, stage)
-        except BaseException:
-            self.close()
-            raise
-
-    def _grammar(self, vocab: Any, grammar: str) -> Any:
-        _LOGS.errors.clear()
-        stage = self._lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        if not stage:
-            reason = _LOGS.last_error() or "it does not parse"
-            raise InvalidRequestError(f"invalid grammar: {reason}")
-        return stage
-
-    def accept_history(self, tokens: list[int]) -> None:
-        """Let the repeat penalties see the end of the prompt, as llama-server does."""
-        if self._penalised:
-            for token in tokens[-self._last_n :]:
-                self._lib.llama_sampler_accept(self._penalties, token)
-
-    def sample(self, ctx: Any) -> int:
-        """Pick the next token from the last evaluated position (and record it)."""
-        return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
-
-    def close(self) -> None:
-        if self._chain is not None:
-            self._lib.llama_sampler_free(self._chain)
-            self._chain = None
-
-
-def _selection(lib: Any, n_vocab: int, s: SamplingConfig) -> list[Any]:
-    """The stages that turn (penalised) logits into one token."""
-    seed = lib.LLAMA_DEFAULT_SEED if s.seed < 0 else s.seed & 0xFFFFFFFF  # default = random
-    if s.temperature <= 0:
-        return [lib.llama_sampler_init_greedy()]
-    if s.mirostat == 1:
-        return [
-            lib.llama_sampler_init_temp(s.temperature),
-            lib.llama_sampler_init_mirostat(
-                n_vocab, seed, s.mirostat_tau, s.mirostat_eta, _MIROSTAT_M
-            ),
-        ]
-    if s.mirostat == 2:
-        return [
-            lib.llama_sampler_init_temp(s.temperature),
-            lib.llama_sampler_init_mirostat_v2(seed, s.mirostat_tau, s.mirostat_eta),
-        ]
-    return [
-        lib.llama_sampler_init_top_k(s.top_k),
-        lib.llama_sampler_init_typical(s.typical_p, 1),
-        lib.llama_sampler_init_top_p(s.top_p, 1),
-        lib.llama_sampler_init_min_p(s.min_p, 1),
-        lib.llama_sampler_init_temp(s.temperature),
-        lib.llama_sampler_init_dist(seed),
-    ]

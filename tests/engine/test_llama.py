@@ -152,13 +152,19 @@ def test_truncation_samplers_are_honoured(engine, options):
     assert run(engine, prompt, narrowed)[0] == greedy
 
 
-def test_repeat_penalty_and_its_window_are_honoured(engine):
+@pytest.mark.parametrize(
+    "penalty",
+    [{"repeat_penalty": 2.0}, {"frequency_penalty": 1.5}, {"presence_penalty": 1.5}],
+    ids=["repeat", "frequency", "presence"],
+)
+def test_penalties_and_their_window_are_honoured(engine, penalty):
     prompt = warmed(engine, chat("Repeat the word apple five times."))
-    base = SamplingConfig(temperature=0, num_predict=12)
-    greedy = run(engine, prompt, base)[0]
-    penalised = SamplingConfig(temperature=0, num_predict=12, repeat_penalty=2.0)
+    greedy = run(engine, prompt, SamplingConfig(temperature=0, num_predict=12))[0]
+    penalised = SamplingConfig(**{"temperature": 0, "num_predict": 12, **penalty})
     assert run(engine, prompt, penalised)[0] != greedy
-    no_window = SamplingConfig(temperature=0, num_predict=12, repeat_penalty=2.0, repeat_last_n=0)
+    no_window = SamplingConfig(
+        **{"temperature": 0, "num_predict": 12, "repeat_last_n": 0, **penalty}
+    )
     assert run(engine, prompt, no_window)[0] == greedy
 
 

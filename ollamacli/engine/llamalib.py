@@ -1,0 +1,134 @@
+"""Helpers around the `llama_cpp` module: log routing and sampler chains.
+
+engine/llama.py imports `llama_cpp` and passes the module in; this module never imports it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections import deque
+from typing import Any
+
+from ollamacli.engine.base import SamplingConfig
+from ollamacli.errors import InvalidRequestError
+
+logger = logging.getLogger("ollamacli.engine.llama")
+
+_GGML_LOG_ERROR = 4  # ggml_log_level in the vendored llama.cpp (DEBUG=1 … ERROR=4)
+_MIROSTAT_M = 100  # candidates mirostat v1 estimates from (llama.cpp's value)
+
+
+class LogRouter:
+    """Sends llama.cpp's log lines to `logging` (debug level) instead of stderr."""
+
+    def __init__(self) -> None:
+        self.callback: object | None = None  # kept alive: llama.cpp holds a raw pointer to it
+        self.errors: deque[str] = deque(maxlen=8)
+
+    def install(self, lib: Any) -> None:
+        """Replace llama-cpp-python's callback (it prints errors to stderr) with ours, once."""
+        if self.callback is not None:
+            return
+
+        @lib.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE
+        def forward(level: int, text: bytes, _user_data: object) -> None:
+            message = text.decode("utf-8", "replace").strip()
+            if message:
+                if level == _GGML_LOG_ERROR:
+                    self.errors.append(message)
+                logger.debug("llama.cpp[%d]: %s", level, message)
+
+        lib.llama_log_set(forward, ctypes.c_void_p(0))
+        self.callback = forward
+
+    def last_error(self) -> str:
+        """The latest error llama.cpp logged ("" if none since the last `errors.clear()`)."""
+        return self.errors[-1] if self.errors else ""
+
+
+LOGS = LogRouter()
+
+
+class SamplerChain:
+    """A llama.cpp sampler chain for one request, in llama.cpp's order:
+    penalties, grammar, then top-k, typical, top-p, min-p, temperature and the random draw
+    (or greedy at temperature 0, or mirostat)."""
+
+    def __init__(
+        self, lib: Any, vocab: Any, n_vocab: int, sampling: SamplingConfig, n_ctx: int
+    ) -> None:
+        self._lib = lib
+        self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        self._last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
+        self._penalised = self._last_n > 0 and (
+            sampling.repeat_penalty != 1.0
+            or sampling.frequency_penalty != 0.0
+            or sampling.presence_penalty != 0.0
+        )
+        self._penalties = lib.llama_sampler_init_penalties(
+            n_vocab,
+            self._last_n,
+            sampling.repeat_penalty,
+            sampling.frequency_penalty,
+            sampling.presence_penalty,
+        )
+        lib.llama_sampler_chain_add(self._chain, self._penalties)
+        try:
+            if sampling.grammar:
+                lib.llama_sampler_chain_add(self._chain, self._grammar(vocab, sampling.grammar))
+            for stage in _selection(lib, n_vocab, sampling):
+                lib.llama_sampler_chain_add(self._chain, stage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _grammar(self, vocab: Any, grammar: str) -> Any:
+        LOGS.errors.clear()
+        stage = self._lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not stage:
+            reason = LOGS.last_error() or "it does not parse"
+            raise InvalidRequestError(f"invalid grammar: {reason}")
+        return stage
+
+    def accept_history(self, tokens: list[int]) -> None:
+        """Let the repeat penalties see the end of the prompt, as llama-server does."""
+        if self._penalised:
+            for token in tokens[-self._last_n :]:
+                self._lib.llama_sampler_accept(self._penalties, token)
+
+    def sample(self, ctx: Any) -> int:
+        """Pick the next token from the last evaluated position (and record it)."""
+        return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._lib.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+def _selection(lib: Any, n_vocab: int, s: SamplingConfig) -> list[Any]:
+    """The stages that turn (penalised) logits into one token."""
+    seed = lib.LLAMA_DEFAULT_SEED if s.seed < 0 else s.seed & 0xFFFFFFFF  # default = random
+    if s.temperature <= 0:
+        return [lib.llama_sampler_init_greedy()]
+    if s.mirostat == 1:
+        return [
+            lib.llama_sampler_init_temp(s.temperature),
+            lib.llama_sampler_init_mirostat(
+                n_vocab, seed, s.mirostat_tau, s.mirostat_eta, _MIROSTAT_M
+            ),
+        ]
+    if s.mirostat == 2:
+        return [
+            lib.llama_sampler_init_temp(s.temperature),
+            lib.llama_sampler_init_mirostat_v2(seed, s.mirostat_tau, s.mirostat_eta),
+        ]
+    return [
+        lib.llama_sampler_init_top_k(s.top_k),
+        lib.llama_sampler_init_typical(s.typical_p, 1),
+        lib.llama_sampler_init_top_p(s.top_p, 1),
+        lib.llama_sampler_init_min_p(s.min_p, 1),
+        lib.llama_sampler_init_temp(s.temperature),
+        lib.llama_sampler_init_dist(seed),
+    ]
