@@ -65,9 +65,9 @@ class RequestRecord:
 class LocalServer:
     """A `ThreadingHTTPServer` on a free 127.0.0.1 port, served from a daemon thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         self.app = app
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.app = app  # type: ignore[attr-defined]  # read back by _Handler
         self.port: int = self.httpd.server_address[1]

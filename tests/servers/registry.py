@@ -242,21 +242,16 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="name:tag=path.gguf")
     parser.add_argument("--rate", type=float, default=None, help="bytes/s per response")
     args = parser.parse_args()
-    from tests.servers.base import _Handler
-
     with tempfile.TemporaryDirectory() as root:
         app = RegistryApp(Path(root))
         app.faults.rate = args.rate
         for spec in args.model:
             name, _, path = spec.partition("=")
             app.add_model(name, Path(path))
-        from http.server import ThreadingHTTPServer
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", args.port), _Handler)
-        httpd.app = app  # type: ignore[attr-defined]  # read back by _Handler
-        app.registry_port = app.cdn_port = args.port
-        print(f"registry on http://127.0.0.1:{args.port}", flush=True)
-        httpd.serve_forever()
+        server = LocalServer(app, port=args.port)
+        app.registry_port = app.cdn_port = server.port
+        print(f"registry on {server.base_url}", flush=True)
+        server.httpd.serve_forever()
 
 
 if __name__ == "__main__":
