@@ -93,34 +93,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 class ProgressDisplay:
-    """Draws ProgressEvents: a bar per digest (percent, size, rate, time left), a line per status."""
+    """Draws ProgressEvents: a bar per download (percent, size, rate, time left), a line per status."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._tasks: dict[str, TaskID] = {}
-        self._status: TaskID | None = None
+        self._last_status: str | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.total:
             key = event.digest or event.status
             task = self._tasks.get(key)
             if task is None:
-                self._end_status()
                 task = self._progress.add_task(event.status, total=event.total)
                 self._tasks[key] = task
             self._progress.update(task, completed=event.completed or 0, description=event.status)
             return
-        self._end_status()
-        self._status = self._progress.add_task(event.status, total=None)
-
-    def _end_status(self) -> None:
-        if self._status is not None:
-            self._progress.update(self._status, total=1, completed=1)
-            self._status = None
+        if event.status != self._last_status:
+            self._last_status = event.status
+            self._progress.console.print(event.status, highlight=False, markup=False)
 
     def finish(self) -> None:
-        """Mark the last plain status as done."""
-        self._end_status()
+        """Nothing is left open: bars end with their last update."""
 
 
 @contextmanager
