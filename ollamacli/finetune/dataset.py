@@ -63,9 +63,7 @@ def _array_rows(text: str, source: str) -> Iterator[tuple[str, object]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"invalid JSON: {exc.msg}", location=f"{source}:{exc.lineno}") from exc
-    if not isinstance(data, list):
-        raise DatasetError("expected a JSON array of rows", location=source)
-    for index, row in enumerate(data):
+    for index, row in enumerate(data):  # text starting with "[" decodes to a list
         yield f"{source}[{index}]", row
 
 

@@ -8,13 +8,13 @@ BASE's template, system message, parameters and messages (full).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ollamacli.engine.base import ChatMessage
 from ollamacli.errors import FinetuneError, InvalidRequestError
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.export import convert_peft_adapter
@@ -37,6 +37,7 @@ from ollamacli.modelfile import Message
 from ollamacli.names import ModelName
 from ollamacli.parameters import validate_options
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
+from ollamacli.service.chat import ChatService
 from ollamacli.service.models import CreateSpec, ModelService
 from ollamacli.store import ResolvedModel
 
@@ -80,8 +81,8 @@ def finetune(
     """Train NEW_NAME from BASE on a dataset and register it; see the module docstring."""
     target = ModelName.parse(request.name)
     examples = load_dataset(request.data)
-    base = _base(request, target, models, progress)
     require_stack()
+    base = _base(request, target, models, progress)
     progress(ProgressEvent(f"loading {base.name.short} into transformers"))
     started = time.monotonic()
     loaded = load_base(base.model_path)
@@ -126,11 +127,7 @@ def prompt_format(base: ResolvedModel, loaded: LoadedBase) -> PromptFormat:
     return PromptFormat.for_model(
         modelfile_template=base.template,
         gguf_template=info.chat_template,
-        system=base.system,
-        seeded=[
-            ChatMessage(str(m.get("role", "user")), str(m.get("content", "")))
-            for m in base.messages
-        ],
+        assemble=functools.partial(ChatService.conversation, base),
         special=(tokenizer.bos_token or "", tokenizer.eos_token or ""),
         bos_id=tokenizer.bos_token_id if add_bos else None,
     )

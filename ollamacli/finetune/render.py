@@ -1,8 +1,8 @@
 """Training text: render examples with the base model's chat template, as inference will.
 
-The conversation is built the way `ChatService` builds it for the base model (the model's
-SYSTEM message unless the row has its own, then the Modelfile MESSAGE rows, then the row), and
-rendered with the same template (Modelfile TEMPLATE, else the GGUF's chat template). Each
+The conversation is assembled by `ChatService.conversation` for the base model (its SYSTEM
+message unless the row has its own, its MESSAGE rows, then the row) and rendered with the same
+template inference resolves (Modelfile TEMPLATE, else the GGUF's chat template). Each
 assistant turn becomes a trained piece: the text the template puts after the generation prompt
 (its content and end-of-turn marker); everything else is context with no loss.
 """
@@ -24,13 +24,16 @@ Encode = Callable[[str], list[int]]
 """Text to token ids, with control tokens such as `<|im_end|>` parsed (no BOS added)."""
 
 
+Assemble = Callable[[Sequence[ChatMessage]], list[ChatMessage]]
+"""A row's messages -> the conversation inference would render (adds SYSTEM, MESSAGE rows)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PromptFormat:
     """How inference turns a conversation into text for the base model."""
 
     template: ChatTemplate
-    system: str | None = None
-    seeded: tuple[ChatMessage, ...] = ()
+    assemble: Assemble = list
     bos_id: int | None = None  # prepended when the model's tokenizer adds BOS
 
     @classmethod
@@ -39,26 +42,18 @@ class PromptFormat:
         *,
         modelfile_template: str | None,
         gguf_template: str | None,
-        system: str | None = None,
-        seeded: Sequence[ChatMessage] = (),
+        assemble: Assemble = list,
         special: tuple[str, str] = ("", ""),
         bos_id: int | None = None,
     ) -> PromptFormat:
         """The format for a model; `special` is the text of its (BOS, EOS) tokens."""
         bos, eos = special
         template = resolve_template(modelfile_template, gguf_template, bos_token=bos, eos_token=eos)
-        return cls(template, system, tuple(seeded), bos_id)
-
-    def conversation(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """System message, MESSAGE rows, then the example, as `ChatService` orders them."""
-        conversation = [*self.seeded, *messages]
-        if self.system is not None and not (conversation and conversation[0].role == "system"):
-            conversation.insert(0, ChatMessage("system", self.system))
-        return conversation
+        return cls(template, assemble, bos_id)
 
     def pieces(self, example: Example) -> list[tuple[str, bool]]:
         """The rendered text cut into (text, trained) pieces, in order."""
-        conversation = self.conversation(example.messages)
+        conversation = self.assemble(example.messages)
         first_trained = len(conversation) - len(example.messages)
         pieces: list[tuple[str, bool]] = []
         done = ""

@@ -12,6 +12,7 @@ import io
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,10 @@ def prepare(base: LoadedBase, config: TrainingConfig) -> None:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    base.model = peft.get_peft_model(base.model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` (FutureWarning).
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        base.model = peft.get_peft_model(base.model, lora)
 
 
 def train(
