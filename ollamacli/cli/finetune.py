@@ -93,7 +93,7 @@ def finetune(
         sys.stderr.write("\nfine-tuning interrupted: nothing was saved")
         raise
     typer.echo(
-        f"created '{result.name.short}' from '{base}': {len(result.losses)} steps in "
+        f"created '{model}' from '{base}': {len(result.losses)} steps in "
         f"{result.train_seconds:.0f}s, final loss {result.final_loss:.4f}"
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ollamacli.errors import FinetuneError, ModelfileError, OptionalDependencyError
+from ollamacli.errors import FinetuneError, OptionalDependencyError
 from ollamacli.finetune.layout import BaseLayout
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def convert_to_temporary(folder: Path, base_model: Path) -> Path:
 def _read_peft_config(folder: Path) -> dict[str, object]:
     path = folder / PEFT_CONFIG
     if not path.is_file() or not (folder / PEFT_WEIGHTS).is_file():
-        raise ModelfileError(
+        raise FinetuneError(
             f"{folder} is not a PEFT adapter folder",
             hint=f"ADAPTER takes a GGUF LoRA file or a folder with {PEFT_CONFIG} and {PEFT_WEIGHTS}",
         )

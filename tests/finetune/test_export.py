@@ -3,8 +3,6 @@ transformers/peft (an export with the wrong q/k row order can still answer 7 of 
 
 from __future__ import annotations
 
-import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,10 @@ from ollamacli.finetune.export import (
 )
 from ollamacli.finetune.layout import BaseLayout, permute_rows
 from ollamacli.finetune.merged import write_model_gguf
-from ollamacli.finetune.trainer import LORA_TARGETS
 from ollamacli.gguffile import read_gguf
 from tests.finetune.tiny import HEADS, KV_HEADS, tiny_metadata
+
+pytestmark = pytest.mark.finetune
 
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -231,26 +230,6 @@ def test_merged_model_in_f16_and_q8_0_keeps_the_predictions(
     # Rounding may flip near-ties of a random model, but the logits stay the same shape.
     assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.75
     assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.999
-
-
-@pytest.fixture(scope="module")
-def peft_tiny(tiny_hf, tmp_path_factory) -> tuple[Any, Path]:
-    """The tiny model with a random (non-zero) LoRA on every projection, saved as a PEFT folder."""
-    import peft
-    import torch
-
-    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=list(LORA_TARGETS))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
-        model = peft.get_peft_model(copy.deepcopy(tiny_hf), config)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0.0, 0.3)
-    folder = tmp_path_factory.mktemp("peft") / "adapter"
-    model.save_pretrained(str(folder), save_embedding_layers=False)
-    return model.eval(), folder
 
 
 @pytest.mark.llama

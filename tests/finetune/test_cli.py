@@ -1,0 +1,130 @@
+"""`ollamacli finetune` and `create` with a PEFT ADAPTER folder, as a user runs them."""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ollamacli.config import Settings
+from ollamacli.gguffile import read_gguf
+from ollamacli.names import ModelName
+from ollamacli.store import Store
+
+pytestmark = pytest.mark.finetune
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
+
+
+@pytest.fixture
+def tiny(cli, tiny_gguf, tmp_path) -> str:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {tiny_gguf}\nSYSTEM You are Tiny.\n")
+    assert cli("create", "tiny", "-f", str(modelfile)).code == 0
+    return "tiny"
+
+
+def store() -> Store:
+    return Store(Settings.from_env().models)
+
+
+@pytest.mark.slow
+def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
+    result = cli("finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2")
+    assert result.code == 0, result.err
+    assert re.fullmatch(
+        r"created 'geek' from 'tiny': 2 steps in \d+s, final loss \d+\.\d{4}\n", result.out
+    )
+    lines = result.err.splitlines()
+    assert lines[:2] == ["loading tiny:latest into transformers", "training on 8 examples"]
+    assert re.fullmatch(r"training  step 1/2  loss \d+\.\d{4}", lines[2])
+    assert re.fullmatch(r"training  step 2/2  loss \d+\.\d{4}", lines[3])
+    assert lines[4] == "exporting LoRA adapter as GGUF"
+    assert lines[-1] == "success"
+    listed = cli("list").out
+    assert re.search(r"^geek:latest\s", listed, re.M)
+    assert store().resolve(ModelName.parse("geek")).system == "You are Tiny."
+
+
+def test_missing_extra_names_the_install_command(cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE))
+    assert result.code == 1
+    assert result.err == (
+        "Error: fine-tuning needs extra packages: pip install 'ollamacli[finetune]'\n"
+    )
+    assert store().entries() == []  # not even the base was imported
+
+
+def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"content": "Q", "response": "A"}\n{"role": "user", "content": "Q"}\n')
+    result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(data))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == f"Error: {data}:2: missing 'response'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--method", "bogus"], 2, "Invalid value for '--method'"),
+        (["--max-steps", "0"], 2, "Invalid value for '--max-steps'"),
+        (["--lr", "0"], 1, "Error: --learning-rate must be positive, got 0.0\n"),
+        (["--lora-alpha", "-1"], 1, "Error: --lora-alpha must be positive, got -1\n"),
+    ],
+    ids=["method", "max-steps", "learning-rate", "alpha"],
+)
+def test_bad_options_are_refused(cli, args, code, message):
+    result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE), *args)
+    assert result.code == code
+    assert message in result.err
+
+
+def test_ctrl_c_prints_that_nothing_was_saved(cli, tiny, monkeypatch):
+    from ollamacli.finetune import pipeline
+
+    def interrupted(path: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "load_base", interrupted)  # Ctrl-C while loading
+    before = sorted(p.name for p in store().blobs.root.iterdir())
+    result = cli("finetune", "geek", "--from", tiny, "--data", str(EXAMPLE))
+    assert result.code == 130
+    assert "fine-tuning interrupted: nothing was saved" in result.err
+    assert sorted(p.name for p in store().blobs.root.iterdir()) == before
+    assert [e.name.short for e in store().entries()] == ["tiny:latest"]
+
+
+@pytest.mark.slow
+def test_create_converts_a_peft_adapter_folder(cli, tiny, peft_tiny, tiny_gguf, tmp_path):
+    from ollamacli.finetune.export import convert_peft_adapter
+
+    _, folder = peft_tiny
+    leftovers = set(Path(tempfile.gettempdir()).glob("ollamacli-adapter-*"))
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM tiny\nADAPTER {folder}\n")
+    result = cli("create", "tiny-peft", "-f", str(modelfile))
+    assert result.code == 0, result.err
+    assert "converting adapter" in result.err
+    (adapter,) = store().resolve(ModelName.parse("tiny-peft")).adapters
+    expected = convert_peft_adapter(folder, tiny_gguf, tmp_path / "expected.gguf")
+    assert adapter.read_bytes() == expected.read_bytes()
+    assert read_gguf(adapter).is_adapter
+    assert set(Path(tempfile.gettempdir()).glob("ollamacli-adapter-*")) == leftovers
+
+
+def test_create_refuses_a_folder_that_is_not_a_peft_adapter(cli, tiny, tmp_path):
+    (tmp_path / "notes").mkdir()
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM tiny\nADAPTER ./notes\n")
+    result = cli("create", "x", "-f", str(modelfile))
+    assert result.code == 1
+    assert result.err.splitlines()[-3:] == [
+        "converting adapter",
+        f"Error: {tmp_path / 'notes'} is not a PEFT adapter folder",
+        "ADAPTER takes a GGUF LoRA file or a folder with adapter_config.json and "
+        "adapter_model.safetensors",
+    ]
