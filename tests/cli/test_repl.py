@@ -538,3 +538,32 @@ def test_a_failing_editor_keeps_the_line(tmp_path, capsys):
     assert _edit_in_editor(_editor_script(tmp_path, "exit 3"), "draft") is None
     assert "error:" in capsys.readouterr().err
     assert _edit_in_editor(_editor_script(tmp_path, ': > "$1"'), "draft") is None
+
+
+def test_load_of_a_model_that_cannot_load_keeps_the_current_one(settings, tmp_path):
+    from dataclasses import dataclass, field
+
+    from ollamacli.engine.base import Engine, LoadConfig
+    from ollamacli.errors import ModelLoadError
+
+    @dataclass
+    class RefusingFactory(FakeFactory):
+        refuse: set[str] = field(default_factory=set)
+
+        def load(self, config: LoadConfig) -> Engine:
+            if config.model_path.name in self.refuse:
+                raise ModelLoadError("unable to load model", path=str(config.model_path))
+            return super().load(config)
+
+    factory = RefusingFactory()
+    services = build_services(settings, factory)
+    model = make_model(services, tmp_path)
+    make_model(services, tmp_path, "broken")
+    factory.refuse.add(services.store.resolve(ModelName.parse("broken")).model_path.name)
+    factory.enqueue("Still tiny.")
+    err = io.StringIO()
+    transcript, session = run_script(services, model, "/load broken\nhello\n/bye\n", err=err)
+    assert transcript == "Loading model 'broken'\nStill tiny.\n\n"
+    assert err.getvalue() == "Error: unable to load model\n"
+    assert session.model == model
+    assert session.messages[-1] == ChatMessage("assistant", "Still tiny.")
