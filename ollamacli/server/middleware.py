@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ollamacli.server.errors import INTERNAL_ERROR, ollama_body, openai_body
@@ -143,6 +144,8 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            logger.debug("client left during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             logger.exception("%s %s crashed", scope.get("method"), scope.get("path"))
             if not started:

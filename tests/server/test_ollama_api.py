@@ -450,6 +450,34 @@ def test_an_error_after_streaming_started_is_the_last_line(make_server) -> None:
     assert plain.json() == {"error": "the engine broke"}
 
 
+def test_an_error_after_sse_started_is_an_openai_error_event(make_server) -> None:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    with make_server(FailingFactory()) as live, live.client() as client:
+        response = client.post("/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:2]] == ["one", " two"]
+    assert json.loads(events[-1]) == {
+        "error": {"message": "the engine broke", "type": "api_error", "param": None, "code": None}
+    }
+    assert "[DONE]" not in response.text
+
+
+def test_sse_stream_ends_with_done(live: LiveServer, fake_factory: FakeFactory) -> None:
+    fake_factory.enqueue("a", "b")
+    body = {"model": "tiny", "prompt": "x", "stream": True}
+    with live.client() as client:
+        response = client.post("/v1/completions", json=body)
+        head = client.head("/api/tags")
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert [c["choices"][0]["text"] for c in chunks] == ["a", "b", ""]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert head.status_code == 200
+
+
 def test_pull_goes_to_the_registry_fetcher(make_server) -> None:
     pulled: list[str] = []
 
