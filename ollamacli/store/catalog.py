@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from filelock import FileLock
-
 from ollamacli.errors import BlobNotFoundError, StoreError
 from ollamacli.names import ModelName
 from ollamacli.store.blobs import PARTIAL_SUFFIX, TEMP_PREFIX, BlobStore, Digest
@@ -74,6 +72,8 @@ class Store:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's lock (for changes to the set of manifests)."""
+        from filelock import FileLock  # imported here: `list` never locks, and starts faster
+
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / LOCK_NAME)):
             yield
