@@ -96,7 +96,7 @@ def finetune(
     with tempfile.TemporaryDirectory(prefix="ollamacli-finetune-") as tmp:
         artefact = _export(request, base, loaded, Path(tmp), progress)
         exported = _copy_out(artefact, request.adapter_out)
-        models.create(request.name, _spec(request, base, artefact), progress)
+        _register(models, request.name, _spec(request, base, artefact), progress)
     return FinetuneResult(
         target, len(examples), tuple(losses), load_seconds, train_seconds, exported
     )
@@ -177,6 +177,20 @@ def _copy_out(artefact: Path, destination: Path | None) -> Path | None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artefact, destination)
     return destination
+
+
+def _register(models: ModelService, name: str, spec: CreateSpec, progress: ProgressSink) -> None:
+    """`create`; if it fails or is interrupted before the manifest is written, the blobs it
+    added and nothing refers to are removed again, so the store holds nothing of the model."""
+    blobs = models.store.blobs
+    before = set(blobs.digests())
+    try:
+        models.create(name, spec, progress)
+    except BaseException:
+        with models.store.locked():
+            for digest in set(blobs.digests()) - before - models.store.referenced():
+                blobs.delete(digest)
+        raise
 
 
 def _spec(request: FinetuneRequest, base: ResolvedModel, artefact: Path) -> CreateSpec:

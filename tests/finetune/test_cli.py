@@ -32,6 +32,7 @@ def store() -> Store:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
     result = cli("finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2")
     assert result.code == 0, result.err
@@ -83,6 +84,7 @@ def test_bad_options_are_refused(cli, args, code, message):
     assert message in result.err
 
 
+@pytest.mark.slow  # builds the tiny model
 def test_ctrl_c_prints_that_nothing_was_saved(cli, tiny, monkeypatch):
     from ollamacli.finetune import pipeline
 
@@ -99,6 +101,7 @@ def test_ctrl_c_prints_that_nothing_was_saved(cli, tiny, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_create_converts_a_peft_adapter_folder(cli, tiny, peft_tiny, tiny_gguf, tmp_path):
     from ollamacli.finetune.export import convert_peft_adapter
 
@@ -116,6 +119,7 @@ def test_create_converts_a_peft_adapter_folder(cli, tiny, peft_tiny, tiny_gguf, 
     assert set(Path(tempfile.gettempdir()).glob("ollamacli-adapter-*")) == leftovers
 
 
+@pytest.mark.slow  # builds the tiny model
 def test_create_refuses_a_folder_that_is_not_a_peft_adapter(cli, tiny, tmp_path):
     (tmp_path / "notes").mkdir()
     modelfile = tmp_path / "Modelfile"
@@ -128,3 +132,21 @@ def test_create_refuses_a_folder_that_is_not_a_peft_adapter(cli, tiny, tmp_path)
         "ADAPTER takes a GGUF LoRA file or a folder with adapter_config.json and "
         "adapter_model.safetensors",
     ]
+
+
+def test_readme_table_lists_every_finetune_option():
+    import typer.main
+
+    from ollamacli.cli import app
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"^## Fine-tuning\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert match
+    documented = set(re.findall(r"^\| `(--[a-z-]+)`", match[1], re.M))
+    command = typer.main.get_command(app).commands["finetune"]  # type: ignore[attr-defined]
+    options = {
+        next(o for o in p.opts if o.startswith("--"))
+        for p in command.params
+        if p.param_type_name == "option"
+    }
+    assert documented == options - {"--from", "--data", "--help"}

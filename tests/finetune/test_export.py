@@ -21,7 +21,7 @@ from ollamacli.finetune.merged import write_model_gguf
 from ollamacli.gguffile import read_gguf
 from tests.finetune.tiny import HEADS, KV_HEADS, tiny_metadata
 
-pytestmark = pytest.mark.finetune
+pytestmark = [pytest.mark.finetune, pytest.mark.timeout(900)]
 
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -33,6 +33,7 @@ def test_permute_rows_interleaves_the_rotary_halves_of_each_head():
         permute_rows(rows, 3)
 
 
+@pytest.mark.slow
 def test_permute_rows_is_what_transformers_undoes_when_loading_a_gguf(stack):
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
@@ -85,6 +86,7 @@ def _random_lora(rng: np.random.Generator, rank: int = 4) -> LoraWeights:
     return LoraWeights(alpha=8.0, pairs=pairs)
 
 
+@pytest.mark.slow
 def test_lora_gguf_has_llama_cpp_names_metadata_and_row_order(tiny_gguf, tmp_path):
     import gguf
 
@@ -115,6 +117,7 @@ def test_lora_gguf_has_llama_cpp_names_metadata_and_row_order(tiny_gguf, tmp_pat
     assert np.array_equal(tensors["blk.1.attn_v.weight.lora_b"], v_b)  # only q/k are permuted
 
 
+@pytest.mark.slow
 def test_an_adapter_for_another_base_is_refused(tiny_gguf, tmp_path):
     rng = np.random.default_rng(2)
     wrong = LoraWeights(
@@ -132,6 +135,7 @@ def test_an_adapter_for_another_base_is_refused(tiny_gguf, tmp_path):
     assert not (tmp_path / "a.gguf").exists()
 
 
+@pytest.mark.slow
 def test_merged_gguf_loads_back_into_transformers_unchanged(tiny_hf, tiny_gguf):
     from ollamacli.finetune.trainer import load_base
 
@@ -191,6 +195,7 @@ def _unpermute(rows: np.ndarray, n_head: int) -> np.ndarray:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.llama
 def test_merged_model_logits_in_llama_cpp_match_transformers(
     tiny_hf, tiny_gguf, smollm2_path, tmp_path
@@ -211,6 +216,7 @@ def test_merged_model_logits_in_llama_cpp_match_transformers(
     assert np.abs(_llama_logits(wrong, tokens) - expected).max() > 0.2 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 @pytest.mark.llama
 @pytest.mark.parametrize("file_type", ["f16", "q8_0"])
 def test_merged_model_in_f16_and_q8_0_keeps_the_predictions(
@@ -232,6 +238,7 @@ def test_merged_model_in_f16_and_q8_0_keeps_the_predictions(
     assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.llama
 def test_lora_logits_in_llama_cpp_match_peft(peft_tiny, tiny_hf, tiny_gguf, smollm2_path, tmp_path):
     model, folder = peft_tiny

@@ -20,7 +20,8 @@ from ollamacli.service.models import CreateSpec, ModelService
 from ollamacli.store import Store
 from tests.factories import make_tiny_gguf
 
-pytestmark = [pytest.mark.finetune, pytest.mark.slow]
+# Loading even the tiny model converts SmolLM2's tokenizer: ~10 s idle, minutes on a busy machine.
+pytestmark = [pytest.mark.finetune, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
 
@@ -140,3 +141,16 @@ def test_refusals_happen_before_any_training(models, tmp_path):
     models.create("tiny-lora", CreateSpec(from_model="tiny", adapter_files=(adapter,)))
     with pytest.raises(FinetuneError, match="'tiny-lora:latest' already has an adapter"):
         finetune(FinetuneRequest("geek", "tiny-lora", EXAMPLE), models)
+
+
+def test_ctrl_c_while_registering_leaves_no_blobs_behind(models):
+    before = snapshot(models.store.root)
+
+    def interrupt(event: ProgressEvent) -> None:
+        if event.status == "writing manifest":  # every blob is in, the manifest is not
+            raise KeyboardInterrupt
+
+    request = FinetuneRequest("geek", "tiny", EXAMPLE, TrainingConfig(max_steps=1))
+    with pytest.raises(KeyboardInterrupt):
+        finetune(request, models, progress=interrupt)
+    assert snapshot(models.store.root) == before
