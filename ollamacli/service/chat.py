@@ -294,7 +294,10 @@ def _fit_conversation(
     """The prompt, dropping the oldest turns (never system messages or the last turn) until it
     fits the context; True when something was dropped."""
     prompt = template.render(messages, tools=tools)
-    if not truncate or len(engine.tokenize(prompt)) <= engine.n_ctx:
+    # No token is shorter than a byte, so a prompt of fewer bytes surely fits, untokenized.
+    if not truncate or len(prompt.encode()) < engine.n_ctx:
+        return _Prompt(prompt)
+    if len(engine.tokenize(prompt)) <= engine.n_ctx:
         return _Prompt(prompt)
     for start in range(1, len(messages)):
         kept = [m for m in messages[:start] if m.role == "system"] + list(messages[start:])
