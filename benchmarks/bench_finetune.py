@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
                                                   [--method lora|full] [--max-steps N]
+                                                  [--learning-rate LR]
 
 Runs in a private, temporary store. Prints the time to load the base into transformers, the
 training time (goal: at most 180 s on two cores), the losses, and how many of the dataset's
@@ -89,8 +90,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "examples/finetune/geektime.jsonl")
     parser.add_argument("--method", choices=("lora", "full"), default="lora")
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
     args = parser.parse_args()
-    run(args.base, args.data, TrainingConfig(method=args.method, max_steps=args.max_steps))
+    training = TrainingConfig(
+        method=args.method, max_steps=args.max_steps, learning_rate=args.learning_rate
+    )
+    run(args.base, args.data, training)
 
 
 if __name__ == "__main__":

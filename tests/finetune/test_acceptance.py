@@ -46,7 +46,7 @@ def base_state(store: Store) -> tuple[bytes, dict[str, int]]:
 
 
 @pytest.mark.timeout(1800)  # about 2 minutes on two idle cores; far more when they are shared
-def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, tmp_path):
+def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, capsys, tmp_path):
     model_service().ensure("smollm2:135m")  # the bundled model, imported offline
     store = Store(Settings.from_env().models)
     before = base_state(store)
@@ -54,9 +54,8 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, tmp_
 
     result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE))
     assert result.code == 0, result.err
-    seconds = re.search(r"16 steps in (\d+)s, final loss (\d+\.\d+)", result.out)
-    assert seconds, result.out
-    print(f"\ntraining: {seconds[1]} s, final loss {seconds[2]}")  # measured, never asserted
+    trained = re.search(r"16 steps in (\d+)s, final loss (\d+\.\d+)", result.out)
+    assert trained, result.out
 
     greedy = tmp_path / "Modelfile"
     greedy.write_text("FROM geek\nPARAMETER temperature 0\nPARAMETER num_predict 96\n")
@@ -67,7 +66,8 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, tmp_
         assert run.code == 0, run.err
         answers.append(run.out.strip())
     exact = sum(a == row["response"] for a, row in zip(answers, ROWS, strict=True))
-    print(f"exact answers: {exact}/8")
+    with capsys.disabled():  # measured and shown, never asserted (shared machines vary a lot)
+        print(f"\ntraining {trained[1]} s, final loss {trained[2]}, exact answers {exact}/8")
     assert exact >= 7, answers
     # The REPL and /api/chat go through ChatService with the same model:
     assert chat("geek", "你是谁？") == "我是极客时间的小极，一个虚拟客服助手。"  # noqa: RUF001
