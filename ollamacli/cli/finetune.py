@@ -145,11 +145,12 @@ def _display() -> Iterator[_Display]:
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Column
 
     progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.description}", table_column=Column(max_width=40, no_wrap=True)),
+        BarColumn(bar_width=30),
+        TextColumn("{task.fields[info]}", table_column=Column(min_width=28, no_wrap=True)),
         TimeRemainingColumn(),
         console=Console(stderr=True),
     )
