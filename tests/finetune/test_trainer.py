@@ -1,0 +1,134 @@
+"""Training plan, batches and the optimiser loop (on the tiny model, in memory)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from ollamacli.errors import InvalidRequestError, OptionalDependencyError
+from ollamacli.finetune.render import IGNORE_INDEX, TokenizedExample
+from ollamacli.finetune.trainer import (
+    LoadedBase,
+    TrainingConfig,
+    TrainingStep,
+    collate,
+    prepare,
+    require_stack,
+    train,
+)
+
+pytestmark = pytest.mark.finetune
+
+
+@pytest.mark.parametrize(
+    ("examples", "config", "plan"),
+    [
+        (8, TrainingConfig(), (16, 16)),  # the seed: one batch, 16 epochs
+        (100, TrainingConfig(), (2, 26)),  # 13 batches an epoch: 2 epochs reach 16 steps
+        (100, TrainingConfig(epochs=3), (3, 39)),
+        (100, TrainingConfig(max_steps=5), (1, 5)),
+        (8, TrainingConfig(epochs=2, max_steps=30), (30, 30)),  # max steps wins
+        (8, TrainingConfig(batch_size=3), (6, 18)),
+    ],
+    ids=["seed", "large", "epochs", "max-steps", "max-steps-wins", "small-batches"],
+)
+def test_plan(examples, config, plan):
+    assert config.plan(examples) == plan
+
+
+def test_learning_rate_defaults_per_method():
+    assert TrainingConfig().lr == 2e-3
+    assert TrainingConfig(method="full").lr == 5e-5
+    assert TrainingConfig(learning_rate=1e-4).lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lora_rank": 0}, "--lora-rank must be positive, got 0"),
+        ({"learning_rate": -1.0}, "--learning-rate must be positive, got -1.0"),
+        ({"max_seq_length": 0}, "--max-seq-length must be positive, got 0"),
+        ({"method": "qlora"}, "unknown method 'qlora': use lora or full"),
+    ],
+    ids=["rank", "lr", "length", "method"],
+)
+def test_bad_settings_are_refused(fields, message):
+    with pytest.raises(InvalidRequestError, match=f"^{message}$"):
+        TrainingConfig(**fields)
+
+
+def test_require_stack_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(OptionalDependencyError) as caught:
+        require_stack()
+    assert str(caught.value) == (
+        "fine-tuning needs extra packages: pip install 'ollamacli[finetune]'"
+    )
+    assert caught.value.extra == "finetune"
+
+
+def test_collate_pads_right_and_masks_padding(stack):
+    batch = collate(
+        [
+            TokenizedExample((5, 6, 7), (IGNORE_INDEX, 6, 7)),
+            TokenizedExample((8,), (8,)),
+        ],
+        pad_id=2,
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 2, 2]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def _examples(count: int) -> list[TokenizedExample]:
+    rows = []
+    for i in range(count):
+        ids = tuple(100 + i * 7 + j for j in range(12))
+        rows.append(TokenizedExample(ids, (IGNORE_INDEX,) * 6 + ids[6:]))
+    return rows
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_train_reports_every_step_and_lowers_the_loss(tiny_hf, method):
+    tokenizer = SimpleNamespace(pad_token_id=2, eos_token_id=2)
+    base = LoadedBase(copy.deepcopy(tiny_hf), tokenizer, "cpu")
+    config = TrainingConfig(method=method, max_steps=6, batch_size=2, learning_rate=1e-2)
+    prepare(base, config)
+    trainable = sum(p.numel() for p in base.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in base.model.parameters())
+    assert (trainable < total / 10) if method == "lora" else (trainable == total)
+    steps: list[TrainingStep] = []
+    losses = train(base, _examples(4), config, steps.append)
+    assert [(s.step, s.total, s.epoch) for s in steps] == [
+        (1, 6, 1),
+        (2, 6, 1),
+        (3, 6, 2),
+        (4, 6, 2),
+        (5, 6, 3),
+        (6, 6, 3),
+    ]
+    assert losses == [s.loss for s in steps]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_an_interrupt_at_a_step_stops_training(tiny_hf):
+    base = LoadedBase(
+        copy.deepcopy(tiny_hf), SimpleNamespace(pad_token_id=2, eos_token_id=2), "cpu"
+    )
+    config = TrainingConfig(max_steps=5)
+    prepare(base, config)
+    seen: list[int] = []
+
+    def interrupt(step: TrainingStep) -> None:
+        seen.append(step.step)
+        if step.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(base, _examples(8), config, interrupt)
+    assert seen == [1, 2]
