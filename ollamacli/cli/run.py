@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -31,18 +32,28 @@ RUN_HELP_EPILOG = (
 
 
 def parse_format(value: str) -> FormatSpec:
-    """`--format`: empty for none, `json`, or a JSON schema object."""
+    """`--format`: empty for none, `json`, a JSON schema object, or a file holding one."""
     if not value:
         return None
     if value == "json":
         return "json"
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(
+                f"invalid format {value!r}: not json, a JSON schema or a readable schema file",
+                hint="use --format json, --format schema.json or --format '{\"type\": ...}'",
+            ) from exc
     try:
-        schema = json.loads(value)
+        schema = json.loads(text)
     except json.JSONDecodeError:
         schema = None
     if not isinstance(schema, dict):
         raise InvalidRequestError(
-            f"invalid format {value!r}", hint="use --format json, or a JSON schema object"
+            f"invalid format {value!r}: not a JSON schema object",
+            hint="use --format json, or a JSON schema object",
         )
     return schema
 
@@ -117,7 +128,9 @@ def run(
     prompt: list[str] | None = typer.Argument(
         None, metavar="[PROMPT]...", help="Prompt; omit it to chat."
     ),
-    format: str = typer.Option("", "--format", help="Response format (e.g. json)."),
+    format: str = typer.Option(
+        "", "--format", help="Response format (json, or a JSON schema or schema file)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Show timings for response."),
     nowordwrap: bool = typer.Option(
         False, "--nowordwrap", help="Don't wrap words to the next line automatically."

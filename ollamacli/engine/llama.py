@@ -117,13 +117,18 @@ def format_grammar(fmt: str | Mapping[str, object] | None) -> str | None:
 
         return str(JSON_GBNF)
     check_json_schema(fmt)
+    return schema_grammar(fmt)
+
+
+def schema_grammar(schema: Mapping[str, object], *, where: str = "format") -> str:
+    """The GBNF grammar (start rule `root`) for a JSON schema already `check_json_schema`ed."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return str(json_schema_to_gbnf(json.dumps(fmt)))
+        return str(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
         raise InvalidRequestError(
-            f"format: cannot build a grammar from this schema: {exc}"
+            f"{where}: cannot build a grammar from this schema: {exc}"
         ) from exc
 
 

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from ollamacli import __version__
 from ollamacli.config import HostAddress, Settings
 from ollamacli.errors import OllamaCliError, ServeError
-from ollamacli.server import ollama_routes, openai_routes
+from ollamacli.server import embeddings, ollama_routes, openai_routes
 from ollamacli.server.errors import (
     message_for,
     ollama_body,
@@ -88,6 +88,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.active = active
     app.include_router(ollama_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(embeddings.router)
     app.add_exception_handler(OllamaCliError, _known_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from ollamacli.config import parse_duration
 from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidOptionError, InvalidRequestError
 from ollamacli.modelfile import Message, parse
 from ollamacli.names import ModelName
@@ -15,11 +16,14 @@ from ollamacli.parameters import OptionValue, validate_options
 from ollamacli.server.schemas import (
     ChatBody,
     CreateBody,
+    EmbedBody,
     FormatValue,
     GenerateBody,
     MessageBody,
+    ToolChoiceValue,
 )
 from ollamacli.service.chat import ChatRequest, FormatSpec, GenerateRequest
+from ollamacli.service.embed import EmbedRequest
 from ollamacli.service.models import CreateSpec
 from ollamacli.store import Digest, parse_digest
 
@@ -65,6 +69,46 @@ def format_spec(value: FormatValue | None) -> FormatSpec:
         return value
     raise InvalidRequestError(
         f'invalid format: "{value}"; expected "json" or a valid JSON Schema object'
+    )
+
+
+def tool_choice(value: ToolChoiceValue | None) -> ToolChoice:
+    """OpenAI's `tool_choice`: "auto", "none", "required", or
+    `{"type": "function", "function": {"name": ...}}` (a call of that function)."""
+    if value is None or value == "auto":
+        return ToolChoice()
+    if value in ("none", "required"):
+        return ToolChoice("none" if value == "none" else "required")
+    function = value.get("function") if isinstance(value, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if isinstance(name, str) and name:
+        return ToolChoice("required", name)
+    raise InvalidRequestError(
+        f"invalid tool_choice: {value!r}",
+        hint='use "auto", "none", "required" or {"type": "function", "function": {"name": ...}}',
+    )
+
+
+def embed_inputs(value: str | Sequence[object] | None) -> tuple[str, ...]:
+    """`input`: one string or a list of strings (anything else is Ollama's 400)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not all(isinstance(item, str) for item in value):
+        raise InvalidRequestError("invalid input type")
+    return tuple(str(item) for item in value)
+
+
+def embed_request(body: EmbedBody) -> EmbedRequest:
+    """An EmbedRequest from `/api/embed`'s body."""
+    return EmbedRequest(
+        model=model_name(body.model_name),
+        inputs=embed_inputs(body.input),
+        truncate=body.truncate is not False,
+        dimensions=body.dimensions,
+        options=options(body.options),
+        keep_alive=keep_alive(body.keep_alive),
     )
 
 
@@ -137,6 +181,7 @@ def chat_request(body: ChatBody) -> ChatRequest:
         options=options(body.options),
         format=format_spec(body.format),
         tools=tuple(body.tools or ()),
+        tool_choice=tool_choice(body.tool_choice),
         keep_alive=keep_alive(body.keep_alive),
         truncate=body.truncate is not False,
     )

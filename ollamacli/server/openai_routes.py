@@ -107,24 +107,28 @@ def _format(response_format: ResponseFormat | None) -> FormatSpec:
     raise InvalidRequestError(f"invalid response_format type {response_format.type!r}")
 
 
+def _messages(body: ChatCompletionBody) -> tuple[ChatMessage, ...]:
+    """The conversation; a `tool` message is named after the call it answers (`tool_call_id`)."""
+    called: dict[str, str] = {}
+    messages = []
+    for m in body.messages:
+        calls = _tool_calls(m)
+        called.update({c.id: c.name for c in calls if c.id})
+        name = m.name or (called.get(m.tool_call_id) if m.tool_call_id else None)
+        messages.append(ChatMessage(m.role.lower(), _text(m), tool_calls=calls, tool_name=name))
+    return tuple(messages)
+
+
 def chat_request(body: ChatCompletionBody) -> ChatRequest:
     """An Ollama chat request from an OpenAI chat completion request."""
-    messages = tuple(
-        ChatMessage(
-            role=m.role.lower(),
-            content=_text(m),
-            tool_calls=_tool_calls(m),
-            tool_name=m.name,
-        )
-        for m in body.messages
-    )
     max_tokens = body.max_completion_tokens or body.max_tokens
     return ChatRequest(
         model=convert.model_name(body.model),
-        messages=messages,
+        messages=_messages(body),
         options=convert.options(_options(body, max_tokens)),
         format=_format(body.response_format),
         tools=tuple(body.tools or ()),
+        tool_choice=convert.tool_choice(body.tool_choice),
     )
 
 
@@ -137,6 +141,7 @@ class OpenAIAnswer:
         self.include_usage = include_usage
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{random.randint(0, 998)}"
         self.created = int(time.time())
+        self.called = False  # tool calls went out: the finish reason is "tool_calls"
 
     def _envelope(self, choices: list[dict[str, object]], *, chunk: bool) -> dict[str, object]:
         kind = "chat.completion" if self.chat else "text_completion"
@@ -185,11 +190,12 @@ class OpenAIAnswer:
                 )
             return
         if isinstance(event, ToolCallsChunk):
+            self.called = True
             yield sse_event(
                 self._envelope([self._choice("", event.calls, None, chunk=True)], chunk=True)
             )
             return
-        reason = FINISH_REASONS.get(event.done_reason, "stop")
+        reason = "tool_calls" if self.called else FINISH_REASONS.get(event.done_reason, "stop")
         yield sse_event(self._envelope([self._choice("", (), reason, chunk=True)], chunk=True))
         if self.include_usage:
             yield sse_event({**self._envelope([], chunk=True), "usage": self.usage(event)})

@@ -94,6 +94,8 @@ class Answer:
         data = {**self._base(text, calls), "done": True, "done_reason": done.done_reason}
         if not self.chat and self.with_context and done.context:
             data["context"] = list(done.context)
+        if done.truncated:  # ours: old turns or prompt tokens were dropped to fit num_ctx
+            data["truncated"] = True
         for name in STAT_FIELDS:
             value = getattr(done, name)
             if value:

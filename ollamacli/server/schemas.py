@@ -27,6 +27,7 @@ from ollamacli.errors import InvalidRequestError
 JsonObject = dict[str, JsonValue]
 Duration = StrictInt | StrictFloat | StrictStr
 FormatValue = StrictStr | JsonObject
+ToolChoiceValue = StrictStr | JsonObject
 
 
 class Body(BaseModel):
@@ -90,6 +91,21 @@ class GenerateBody(_GenerationBody):
 class ChatBody(_GenerationBody):
     messages: list[MessageBody] | None = None
     tools: list[JsonObject] | None = None
+    tool_choice: ToolChoiceValue | None = None  # extension: OpenAI's values (Ollama has none)
+
+
+class EmbedBody(_ModelBody):
+    input: StrictStr | list[JsonValue] | None = None  # list items are checked by the route
+    truncate: StrictBool | None = None
+    dimensions: StrictInt | None = None
+    options: JsonObject | None = None
+    keep_alive: Duration | None = None
+
+
+class EmbeddingsBody(_ModelBody):
+    prompt: StrictStr | None = None
+    options: JsonObject | None = None
+    keep_alive: Duration | None = None
 
 
 class CreateBody(_ModelBody):
@@ -168,6 +184,14 @@ class ChatCompletionBody(_OpenAISampling):
     max_completion_tokens: StrictInt | None = None
     response_format: ResponseFormat | None = None
     tools: list[JsonObject] | None = None
+    tool_choice: ToolChoiceValue | None = None
+
+
+class OpenAIEmbeddingBody(Body):
+    model: StrictStr
+    input: StrictStr | list[JsonValue]
+    encoding_format: StrictStr | None = None
+    dimensions: StrictInt | None = None
 
 
 class CompletionBody(_OpenAISampling):

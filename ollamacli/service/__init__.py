@@ -8,6 +8,7 @@ from ollamacli.config import Settings
 from ollamacli.engine.base import EngineFactory
 from ollamacli.scheduler import Scheduler
 from ollamacli.service.chat import ChatService
+from ollamacli.service.embed import EmbedService
 from ollamacli.service.models import AdapterConverter, Fetcher, ModelService
 from ollamacli.store import Store
 
@@ -21,6 +22,7 @@ class Services:
     models: ModelService
     scheduler: Scheduler
     chat: ChatService
+    embed: EmbedService
 
 
 def build_services(
@@ -44,10 +46,12 @@ def build_services(
         default_keep_alive=settings.keep_alive,
     )
     models = ModelService(store, fetcher=fetcher, adapter_converter=adapter_converter)
+    chat = ChatService(settings, store, scheduler)
     return Services(
         settings=settings,
         store=store,
         models=models,
         scheduler=scheduler,
-        chat=ChatService(settings, store, scheduler),
+        chat=chat,
+        embed=EmbedService(chat),
     )

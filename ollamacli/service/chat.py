@@ -6,20 +6,25 @@ scheduler, renders the chat template and streams the answer followed by the stat
 The conversation is assembled as Ollama's server does it (server/routes.go): the model's
 SYSTEM message unless the request starts with its own, then the Modelfile's MESSAGE rows, then
 the request's turns; when the prompt does not fit in the context, the oldest turns are dropped
-(system messages are kept, the last turn always stays), as Ollama's `chatPrompt` does.
+(system messages are kept, the last turn always stays), as Ollama's `chatPrompt` does, and the
+final event says so (`truncated`); with `truncate=False` such a request fails instead.
+Tools reach the prompt through the template (engine/tools.py), calls are split out of the
+answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import (
     CancelToken,
     ChatMessage,
-    Completion,
     Engine,
     SamplingConfig,
     TextChunk,
@@ -28,11 +33,15 @@ from ollamacli.engine.base import (
 from ollamacli.engine.llama import format_grammar
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.templates import ChatTemplate, resolve_template
-from ollamacli.errors import InvalidRequestError
+from ollamacli.engine.toolparse import ToolCallStream
+from ollamacli.engine.tools import ToolChoice, ToolPlan
+from ollamacli.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
 from ollamacli.names import ModelName
 from ollamacli.parameters import OptionValue, defaults, merge_options, validate_options
 from ollamacli.scheduler import Lease, Scheduler
 from ollamacli.store import ResolvedModel, Store
+
+logger = logging.getLogger(__name__)
 
 FormatSpec = str | Mapping[str, object] | None
 
@@ -49,6 +58,7 @@ class ChatRequest:
     template: str | None = None
     format: FormatSpec = None
     tools: tuple[Mapping[str, object], ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
     keep_alive: float | None = None
     truncate: bool = True
 
@@ -136,9 +146,17 @@ class ChatService:
         merged = merge_options(base, modelfile, session, validate_options(request_options))
         return _Prepared(resolved, merged)
 
-    def _lease(
-        self, prepared: _Prepared, keep_alive: float | None, cancel: CancelToken | None = None
+    @contextmanager
+    def lease(
+        self,
+        prepared: _Prepared,
+        keep_alive: float | None,
+        cancel: CancelToken | None = None,
+        *,
+        embedding: bool = False,
     ) -> Iterator[Lease]:
+        """Borrow the model's engine (its embedding instance with `embedding`) from the
+        scheduler, loading it first if needed."""
         resolved = prepared.resolved
         trained = resolved.config.get("context_length")
         config = load_config(
@@ -146,6 +164,7 @@ class ChatService:
             prepared.options,
             adapters=resolved.adapters,
             trained_context=trained if isinstance(trained, int) else None,
+            embedding=embedding,
         )
         with self.scheduler.use(
             config,
@@ -164,14 +183,22 @@ class ChatService:
         if not request.messages:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
-        sampling = self._sampling(prepared, request.format, request.truncate)
-        for lease in self._lease(prepared, request.keep_alive, cancel):
-            template = self._template(prepared.resolved, lease.engine, request.template)
-            messages = self.conversation(prepared.resolved, request.messages, request.system)
-            prompt = _fit_conversation(
-                lease.engine, template, messages, request.tools, truncate=request.truncate
+        tools = ToolPlan(request.tools, request.tool_choice)
+        tools.check()
+        if tools.choice.forced and request.format:
+            raise InvalidRequestError(
+                "format cannot be combined with a tool_choice that requires a call"
             )
-            yield from self._stream(lease, prompt, sampling, started, cancel)
+        sampling = self._sampling(prepared, request.format, request.truncate)
+        with self.lease(prepared, request.keep_alive, cancel) as lease:
+            template = self._template(prepared.resolved, lease.engine, request.template)
+            conversation = self.conversation(prepared.resolved, request.messages, request.system)
+            prompt = _tool_prompt(lease.engine, template, conversation, tools, request.truncate)
+            forced = tools.grammar(template.source)
+            if forced is not None:
+                sampling = dataclasses.replace(sampling, grammar=forced)
+            splitter = tools.splitter(template.source)
+            yield from self._stream(lease, prompt, sampling, started, cancel, splitter)
 
     def generate(
         self, request: GenerateRequest, cancel: CancelToken | None = None
@@ -185,7 +212,7 @@ class ChatService:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
         sampling = self._sampling(prepared, request.format, request.truncate)
-        for lease in self._lease(prepared, request.keep_alive, cancel):
+        with self.lease(prepared, request.keep_alive, cancel) as lease:
             if request.raw:
                 prompt = _Prompt(request.prompt, keep_context=False)
             else:
@@ -221,7 +248,7 @@ class ChatService:
             self.scheduler.unload(prepared.resolved.name.short)
             yield ChatDone(done_reason="unload", total_duration=time.perf_counter_ns() - started)
             return
-        for lease in self._lease(prepared, keep_alive):
+        with self.lease(prepared, keep_alive) as lease:
             yield ChatDone(
                 done_reason="load",
                 total_duration=time.perf_counter_ns() - started,
@@ -235,22 +262,33 @@ class ChatService:
         sampling: SamplingConfig,
         started: int,
         cancel: CancelToken | None = None,
+        splitter: ToolCallStream | None = None,
     ) -> Iterator[ChatEvent]:
         for event in lease.engine.generate(prompt.content, sampling, cancel):
-            if isinstance(event, Completion):
-                yield ChatDone(
-                    done_reason=event.done_reason,
-                    total_duration=time.perf_counter_ns() - started,
-                    load_duration=lease.load_duration,
-                    prompt_eval_count=event.prompt_eval_count,
-                    prompt_eval_duration=event.prompt_eval_duration,
-                    eval_count=event.eval_count,
-                    eval_duration=event.eval_duration,
-                    context=event.context if prompt.keep_context else (),
-                    truncated=prompt.truncated or event.truncated,
+            if isinstance(event, TextChunk):
+                text = splitter.push(event.text) if splitter is not None else event.text
+                if text:
+                    yield TextChunk(text)
+                continue
+            if splitter is not None:
+                yield from _split_rest(splitter)
+            truncated = prompt.truncated or event.truncated
+            if truncated:
+                logger.warning(
+                    "prompt truncated to fit num_ctx %d: old turns or tokens were dropped",
+                    lease.config.num_ctx,
                 )
-            else:
-                yield event
+            yield ChatDone(
+                done_reason=event.done_reason,
+                total_duration=time.perf_counter_ns() - started,
+                load_duration=lease.load_duration,
+                prompt_eval_count=event.prompt_eval_count,
+                prompt_eval_duration=event.prompt_eval_duration,
+                eval_count=event.eval_count,
+                eval_duration=event.eval_duration,
+                context=event.context if prompt.keep_context else (),
+                truncated=truncated,
+            )
 
     @staticmethod
     def conversation(
@@ -275,6 +313,34 @@ class ChatService:
         )
 
 
+def _tool_prompt(
+    engine: Engine,
+    template: ChatTemplate,
+    conversation: Sequence[ChatMessage],
+    tools: ToolPlan,
+    truncate: bool,
+) -> _Prompt:
+    """The chat prompt with the request's tools; when tools are injected into a template that
+    refuses `tool` turns, tool results go in as user turns instead."""
+    messages, offered = tools.prompt(template.source, conversation)
+    try:
+        return _fit_conversation(engine, template, messages, offered, truncate=truncate)
+    except TemplateError:
+        if not tools.injects(template.source) or not any(m.role == "tool" for m in messages):
+            raise
+    messages, offered = tools.prompt(template.source, conversation, tool_role=False)
+    return _fit_conversation(engine, template, messages, offered, truncate=truncate)
+
+
+def _split_rest(splitter: ToolCallStream) -> Iterator[ChatEvent]:
+    """What the tool-call splitter still held: content, then the calls it parsed."""
+    rest = splitter.finish()
+    if rest.content:
+        yield TextChunk(rest.content)
+    if rest.calls:
+        yield ToolCallsChunk(rest.calls)
+
+
 def _seeded(resolved: ResolvedModel) -> list[ChatMessage]:
     """The Modelfile's MESSAGE rows."""
     return [
@@ -292,16 +358,21 @@ def _fit_conversation(
     truncate: bool,
 ) -> _Prompt:
     """The prompt, dropping the oldest turns (never system messages or the last turn) until it
-    fits the context; True when something was dropped."""
+    fits the context, and saying so; with `truncate=False` a prompt that does not fit raises
+    `ContextLengthExceededError` with both token counts."""
+    n_ctx = engine.n_ctx
     prompt = template.render(messages, tools=tools)
     # No token is shorter than a byte, so a prompt of fewer bytes surely fits, untokenized.
-    if not truncate or len(prompt.encode()) < engine.n_ctx:
+    if len(prompt.encode()) < n_ctx:
         return _Prompt(prompt)
-    if len(engine.tokenize(prompt)) <= engine.n_ctx:
+    count = len(engine.tokenize(prompt))
+    if count <= n_ctx:
         return _Prompt(prompt)
+    if not truncate:
+        raise ContextLengthExceededError(n_ctx=n_ctx, requested=count)
     for start in range(1, len(messages)):
         kept = [m for m in messages[:start] if m.role == "system"] + list(messages[start:])
         prompt = template.render(kept, tools=tools)
-        if len(engine.tokenize(prompt)) <= engine.n_ctx:
+        if len(engine.tokenize(prompt)) <= n_ctx:
             break
     return _Prompt(prompt, truncated=len(messages) > 1)

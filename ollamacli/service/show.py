@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ollamacli.engine.tools import supports_tools
 from ollamacli.errors import InvalidOptionError
 from ollamacli.gguffile import ArraySummary, GGUFInfo, read_gguf
 from ollamacli.modelfile import Message, Modelfile
@@ -104,7 +105,7 @@ def capabilities(resolved: ResolvedModel, gguf: GGUFInfo) -> tuple[str, ...]:
         found.append("embedding")
     else:
         found.append("completion")
-    if ".Tools" in template or "tools" in template:
+    if supports_tools(template):  # other templates get tools through injected instructions
         found.append("tools")
     if ".Suffix" in template:
         found.append("insert")
