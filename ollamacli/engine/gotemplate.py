@@ -249,6 +249,7 @@ def _tool(spec: Mapping[str, object]) -> GoStruct:
             ("Description", "description", False),
             ("Parameters", "parameters", False),
         ),
+        stringer=True,  # api.ToolFunction.String() is its JSON: qwen2.5 prints {{ .Function }}
     )
     return GoStruct(
         "template.templateTool",

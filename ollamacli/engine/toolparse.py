@@ -202,8 +202,8 @@ _PARSERS: dict[ToolFamily, Callable[[str, Sequence[str]], ToolOutput | None]] = 
 class ToolCallStream:
     """Streams content while holding back what may be a tool call, parsed at the end.
 
-    Text streams through until a call may be starting: a family marker (`<tool_call>`, ...)
-    or `{` / `[` as the first non-blank character of the answer. From there on everything is
+    Text streams through until a call may be starting: a family marker (`<tool_call>`, ...),
+    or `{`, `[` or a code fence as the first non-blank characters of the answer. From there on everything is
     held; `finish` parses it, and what is not a call comes out as content after all. A tail
     that could be the start of a marker (`<tool_`) waits for the next piece.
     """
@@ -225,7 +225,9 @@ class ToolCallStream:
             stripped = self._held.lstrip()
             if not stripped:
                 return ""
-            if stripped[0] in "{[":
+            if len(stripped) < 3 and "```".startswith(stripped):
+                return ""  # maybe a fenced JSON call
+            if stripped[0] in "{[" or stripped.startswith("```"):
                 self._capturing = True
                 return ""
         return self._release()
