@@ -4,8 +4,10 @@ API use it). Also the export checked directly on the real model against peft."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,9 @@ def base_state(store: Store) -> tuple[bytes, dict[str, int]]:
 
 
 @pytest.mark.timeout(1800)  # about 2 minutes on two idle cores; far more when they are shared
-def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, capsys, tmp_path):
+def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
+    cli, capsys, monkeypatch, tmp_path
+):
     model_service().ensure("smollm2:135m")  # the bundled model, imported offline
     store = Store(Settings.from_env().models)
     before = base_state(store)
@@ -60,6 +64,7 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(cli, caps
     greedy = tmp_path / "Modelfile"
     greedy.write_text("FROM geek\nPARAMETER temperature 0\nPARAMETER num_predict 96\n")
     assert cli("create", "geek-greedy", "-f", str(greedy)).code == 0
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))  # as `run ... </dev/null`
     answers = []
     for row in ROWS:
         run = cli("run", "geek-greedy", row["content"])
