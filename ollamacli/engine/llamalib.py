@@ -10,6 +10,8 @@ import logging
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from ollamacli.engine.base import SamplingConfig
 from ollamacli.errors import InvalidRequestError
 
@@ -52,8 +54,13 @@ LOGS = LogRouter()
 
 class SamplerChain:
     """A llama.cpp sampler chain for one request, in llama.cpp's order:
-    penalties, grammar, then top-k, typical, top-p, min-p, temperature and the random draw
-    (or greedy at temperature 0, or mirostat)."""
+    penalties, then top-k, typical, top-p, min-p, temperature and the random draw
+    (or greedy at temperature 0, or mirostat).
+
+    A grammar is not a stage of the chain: checking every token of the vocabulary against it
+    costs seconds per token with schema grammars (bounded strings nest deeply). As
+    llama-server does (common/sampling.cpp), the chain picks a token first; only when the
+    grammar rejects it are the logits filtered by the grammar and the token drawn again."""
 
     def __init__(
         self, lib: Any, vocab: Any, n_vocab: int, sampling: SamplingConfig, n_ctx: int
@@ -74,16 +81,18 @@ class SamplerChain:
             sampling.presence_penalty,
         )
         lib.llama_sampler_chain_add(self._chain, self._penalties)
+        self._n_vocab = n_vocab
+        self._grammar: Any = None
         try:
             if sampling.grammar:
-                lib.llama_sampler_chain_add(self._chain, self._grammar(vocab, sampling.grammar))
+                self._grammar = self._grammar_stage(vocab, sampling.grammar)
             for stage in _selection(lib, n_vocab, sampling):
                 lib.llama_sampler_chain_add(self._chain, stage)
         except BaseException:
             self.close()
             raise
 
-    def _grammar(self, vocab: Any, grammar: str) -> Any:
+    def _grammar_stage(self, vocab: Any, grammar: str) -> Any:
         LOGS.errors.clear()
         stage = self._lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if not stage:
@@ -99,12 +108,48 @@ class SamplerChain:
 
     def sample(self, ctx: Any) -> int:
         """Pick the next token from the last evaluated position (and record it)."""
-        return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
+        if self._grammar is None:
+            return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
+        lib = self._lib
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, -1), shape=(self._n_vocab,))
+        token = self._draw(logits, grammar=False)
+        if not self._grammar_allows(token):
+            token = self._draw(logits, grammar=True)
+        lib.llama_sampler_accept(self._grammar, token)
+        lib.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _draw(self, logits: np.ndarray[Any, Any], *, grammar: bool) -> int:
+        """Run the chain (after the grammar, if asked) over all logits; the chosen token."""
+        lib = self._lib
+        candidates = (lib.llama_token_data * self._n_vocab)()
+        view = np.ctypeslib.as_array(candidates).view(_TOKEN_DATA)
+        view["id"] = np.arange(self._n_vocab, dtype=np.int32)
+        view["logit"] = logits
+        view["p"] = 0.0
+        array = lib.llama_token_data_array(candidates, self._n_vocab, -1, False)
+        if grammar:
+            lib.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        lib.llama_sampler_apply(self._chain, ctypes.byref(array))
+        return int(array.data[array.selected].id)
+
+    def _grammar_allows(self, token: int) -> bool:
+        lib = self._lib
+        single = (lib.llama_token_data * 1)(lib.llama_token_data(token, 1.0, 0.0))
+        array = lib.llama_token_data_array(single, 1, -1, False)
+        lib.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return bool(np.isfinite(single[0].logit))
 
     def close(self) -> None:
         if self._chain is not None:
             self._lib.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar is not None:
+            self._lib.llama_sampler_free(self._grammar)
+            self._grammar = None
+
+
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 
 def _selection(lib: Any, n_vocab: int, s: SamplingConfig) -> list[Any]:
