@@ -292,3 +292,14 @@ def test_show_reports_tools_for_templates_that_support_them(live: LiveServer, tm
         tooled = client.post("/api/show", json={"model": "qwen"}).json()
     assert tiny["capabilities"] == ["completion"]
     assert tooled["capabilities"] == ["completion", "tools"]
+
+
+def test_generate_refuses_a_prompt_longer_than_the_context_without_truncation(
+    live: LiveServer, fake_factory: FakeFactory
+) -> None:
+    body = {"model": "tiny", "prompt": " ".join(["w"] * 300), "truncate": False}
+    with live.client() as client:
+        refused = client.post("/api/generate", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["error"].endswith(" tokens > num_ctx 256")
+    assert all(not engine.prompts for engine in fake_factory.loaded)

@@ -223,3 +223,16 @@ def test_a_hot_sampler_is_still_held_to_the_grammar(services):
     text, _, done = run(services, request)
     assert done.done_reason == "stop", text
     jsonschema.validate(json.loads(text), schema)
+
+
+def test_a_generate_prompt_longer_than_the_context_is_cut_and_flagged(services):
+    prompt = "Count the stars with me, one by one, all night long. " * 60
+    options = {"temperature": 0, "num_predict": 4, "num_ctx": 256}
+    *_, done = list(services.chat.generate(GenerateRequest(MODEL, prompt, options=options)))
+    assert isinstance(done, ChatDone)
+    assert done.truncated
+    assert len(done.context) <= 256
+    with pytest.raises(ContextLengthExceededError):
+        list(
+            services.chat.generate(GenerateRequest(MODEL, prompt, options=options, truncate=False))
+        )
