@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import jsonschema
 import ollama
@@ -40,7 +41,7 @@ WEATHER: ChatCompletionFunctionToolParam = {
 class Pet(BaseModel):
     name: str = Field(max_length=20)
     kind: str = Field(json_schema_extra={"enum": ["cat", "dog", "fish"]})
-    toys: list[str] = Field(max_length=3)
+    toys: list[Annotated[str, Field(max_length=20)]] = Field(max_length=3)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,14 @@ def test_ollama_client_format_from_a_pydantic_model(client: ollama.Client) -> No
         )
         pet = Pet.model_validate_json(response.message.content or "")
         jsonschema.validate(pet.model_dump(), schema)
-    generated = client.generate(model=MODEL, prompt="Name a colour.", format="json")
-    assert isinstance(json.loads(generated.response or ""), dict | list)
+    generated = client.generate(
+        model=MODEL,
+        prompt='Give a JSON object with the key "name" set to "Tom".',
+        format="json",
+        options={"temperature": 0, "num_predict": 60},
+    )
+    assert generated.done_reason == "stop"
+    assert isinstance(json.loads(generated.response or ""), dict)
 
 
 def test_openai_client_response_format(oai: openai.OpenAI) -> None:
