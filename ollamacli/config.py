@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import platformdirs
-
 from ollamacli.errors import InvalidRequestError
 
 APP_NAME = "ollamacli"
@@ -135,6 +133,8 @@ def _split_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 def _default_data_dir() -> Path:
+    import platformdirs  # only needed when OLLAMACLI_HOME is unset; keeps `--help` fast
+
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 

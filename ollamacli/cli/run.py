@@ -7,7 +7,6 @@ statistics go to stderr. Ctrl-C stops the answer and exits with 130.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +32,8 @@ RUN_HELP_EPILOG = (
 
 def parse_format(value: str) -> FormatSpec:
     """`--format`: empty for none, `json`, a JSON schema object, or a file holding one."""
+    import json
+
     if not value:
         return None
     if value == "json":

@@ -12,7 +12,6 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NewType
@@ -161,7 +160,7 @@ class BlobStore:
     def temp_path(self) -> Path:
         """A fresh temporary file name inside the blobs folder (same filesystem as the blobs)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        return self.root / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
 
     def _write_chunks(
         self,
