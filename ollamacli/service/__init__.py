@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ollamacli.config import Settings
-from ollamacli.engine.base import EngineFactory
-from ollamacli.scheduler import Scheduler
-from ollamacli.service.chat import ChatService
-from ollamacli.service.embed import EmbedService
-from ollamacli.service.models import AdapterConverter, Fetcher, ModelService
-from ollamacli.store import Store
+# Imported where used, so that importing one service module (e.g. service.pull for `pull`)
+# does not load the chat stack and numpy with it.
+if TYPE_CHECKING:
+    from ollamacli.config import Settings
+    from ollamacli.engine.base import EngineFactory
+    from ollamacli.scheduler import Scheduler
+    from ollamacli.service.chat import ChatService
+    from ollamacli.service.embed import EmbedService
+    from ollamacli.service.models import AdapterConverter, Fetcher, ModelService
+    from ollamacli.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,12 @@ def build_services(
     adapter_converter: AdapterConverter | None = None,
 ) -> Services:
     """Wire the store, scheduler and services for these settings."""
+    from ollamacli.scheduler import Scheduler
+    from ollamacli.service.chat import ChatService
+    from ollamacli.service.embed import EmbedService
+    from ollamacli.service.models import ModelService
+    from ollamacli.store import Store
+
     if engine_factory is None:
         from ollamacli.engine.llama import LlamaCppFactory
 

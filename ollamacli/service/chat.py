@@ -30,7 +30,6 @@ from ollamacli.engine.base import (
     TextChunk,
     ToolCall,
 )
-from ollamacli.engine.llama import format_grammar
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.templates import ChatTemplate, resolve_template
 from ollamacli.engine.toolparse import ToolCallStream
@@ -238,6 +237,8 @@ class ChatService:
 
     def _sampling(self, prepared: _Prepared, fmt: FormatSpec, truncate: bool) -> SamplingConfig:
         """Sampling settings, with `format` turned into a grammar before any model loads."""
+        from ollamacli.engine.llama import format_grammar  # llama.cpp's grammar tools (numpy)
+
         return sampling_config(prepared.options, grammar=format_grammar(fmt), truncate=truncate)
 
     def _load_only(
