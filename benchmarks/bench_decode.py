@@ -1,5 +1,6 @@
-"""Decode speed: our engine (ChatService -> scheduler -> LlamaCppEngine) vs a raw llama-cpp-python
-`Llama.generate` loop, on the same model, prompt, sampling and thread count, in one process.
+"""Decode speed: our engine (ChatService -> scheduler -> LlamaCppEngine) and the `ollamacli run`
+command vs a raw llama-cpp-python `Llama.generate` loop, on the same model, prompt, sampling and
+thread count.
 
     .venv/bin/python -m benchmarks.bench_decode [--repeats 5] [--tokens 256] [--threads 2]
 
@@ -15,13 +16,22 @@ figure Ollama's `eval rate` reports), time to first token (TTFT: prompt evaluati
 everything before the first token), and CPU milliseconds per decoded token (this process, all
 threads), which moves less than wall time when other work shares the machine. Goal (issue 3):
 ours / raw >= 0.97 in decode speed.
+
+The `ollamacli run` side is the console command a user types, in a fresh process each time, on
+a model created from the bundled one with the same options as PARAMETER lines (`num_predict`,
+`seed`, `num_ctx`, `num_thread`): its decode rate is measured from outside, from the arrival of
+the first answer byte on its stdout to the last, and its own `--verbose` eval rate is printed
+next to it. It runs once per repeat, between the other two sides.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -148,6 +158,62 @@ class Raw:
         return Run(count, first - started, ended - first, cpu - first_cpu)
 
 
+class CliRun:
+    """`ollamacli run MODEL PROMPT --verbose` in a fresh process, stdout read as it arrives."""
+
+    name = "bench-decode"
+
+    def __init__(self, root: Path, threads: int, tokens: int) -> None:
+        executable = Path(sys.executable).parent / "ollamacli"
+        self.command = (
+            [str(executable)] if executable.exists() else [sys.executable, "-m", "ollamacli"]
+        )
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA", "OLLAMACLI"))
+        }
+        self.env.update(OLLAMA_MODELS=str(root / "models"), OLLAMACLI_HOME=str(root / "data"))
+        modelfile = root / "Modelfile"
+        modelfile.write_text(
+            f"FROM {MODEL}\nPARAMETER num_predict {tokens}\nPARAMETER seed {SEED}\n"
+            f"PARAMETER num_ctx 2048\nPARAMETER num_thread {threads}\n",
+            encoding="utf-8",
+        )
+        subprocess.run(
+            [*self.command, "create", self.name, "-f", str(modelfile)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        self.reported: list[float] = []  # the command's own --verbose eval rate, per run
+
+    def measure(self) -> Run:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [*self.command, "run", self.name, PROMPT, "--verbose"],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = last = 0.0
+        while os.read(proc.stdout.fileno(), 65536):
+            last = time.perf_counter()
+            first = first or last
+        stderr = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() != 0 or not first:
+            raise RuntimeError(f"ollamacli run failed (exit {proc.returncode}): {stderr}")
+        count = re.search(r"^eval count:\s+(\d+)", stderr, re.MULTILINE)
+        rate = re.search(r"^eval rate:\s+([\d.]+)", stderr, re.MULTILINE)
+        if count is None or rate is None:
+            raise RuntimeError(f"no --verbose statistics from ollamacli run: {stderr}")
+        self.reported.append(float(rate.group(1)))
+        # The whole process's CPU time would count start-up and loading, so none is recorded.
+        return Run(int(count.group(1)), first - started, last - first, 0.0)
+
+
 def _services(root: Path, threads: int) -> Services:
     settings = Settings(data_dir=root, models_dir=root / "models", num_thread=threads)
     services = build_services(settings)
@@ -162,6 +228,19 @@ def _median(runs: list[Run], key: Callable[[Run], float]) -> float:
 def _spread(runs: list[Run], key: Callable[[Run], float]) -> str:
     values = [key(run) for run in runs]
     return f"{min(values):.1f}-{max(values):.1f}"
+
+
+def _report_cli(cli: CliRun, runs: list[Run], raw: list[Run]) -> None:
+    rate = _median(runs, lambda r: r.rate)
+    ratio = rate / _median(raw, lambda r: r.rate)
+    verdict = "meets" if ratio >= GOAL else "misses"
+    print(
+        f"{'ollamacli run':20} decode {rate:6.1f} tok/s (range {_spread(runs, lambda r: r.rate)}, "
+        f"its own --verbose eval rate {statistics.median(cli.reported):.1f})   "
+        f"first byte of a cold process {_median(runs, lambda r: r.ttft * 1000):6.1f} ms   "
+        f"tokens {_median(runs, lambda r: r.tokens):.0f}"
+    )
+    print(f"decode ratio ollamacli run/raw (medians): {ratio:.3f}x  {verdict} the {GOAL}x goal")
 
 
 def _report(ours: list[Run], raw: list[Run]) -> None:
@@ -201,17 +280,25 @@ def main() -> None:
         ours.prepare()
         model_path = services.store.resolve(ModelName.parse(MODEL)).model_path
         raw = Raw(model_path, args.threads, args.tokens)
+        cli = CliRun(Path(folder), args.threads, args.tokens)
+        cli_runs: list[Run] = []
         print(f"model {MODEL}, {args.tokens} tokens, {args.threads} threads, prompt {PROMPT!r}")
         ours_runs: list[Run] = []
         raw_runs: list[Run] = []
         for repeat in range(args.repeats):
-            order = [ours_runs, raw_runs] if repeat % 2 == 0 else [raw_runs, ours_runs]
+            order = (
+                [ours_runs, cli_runs, raw_runs]
+                if repeat % 2 == 0
+                else [raw_runs, cli_runs, ours_runs]
+            )
             for runs in order:
                 if runs is ours_runs:
                     runs.append(ours.measure())
+                elif runs is cli_runs:
+                    runs.append(cli.measure())
                 else:
                     runs.append(raw.measure(ours.flush_tokens, ours.prompt_tokens))
-                label = "ours" if runs is ours_runs else "raw "
+                label = {id(ours_runs): "ours", id(cli_runs): "run "}.get(id(runs), "raw ")
                 last = runs[-1]
                 print(
                     f"  repeat {repeat + 1} {label}: {last.rate:6.1f} tok/s, "
@@ -220,6 +307,7 @@ def main() -> None:
                     flush=True,
                 )
         _report(ours_runs, raw_runs)
+        _report_cli(cli, cli_runs, raw_runs)
         services.scheduler.close()
 
 

@@ -117,13 +117,41 @@ def _read_token(response: httpx.Response) -> str:
     )
 
 
+class _LazyTransport(httpx.BaseTransport):
+    """A transport built on its first request.
+
+    httpx loads the system's CA certificates when a transport is made (about 30 ms here), which
+    a pull from a plain-http registry (`--insecure`) never needs.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(limits=self._limits)
+            transport = self._transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+
+
 def new_client(options: TransferOptions, auth: httpx.Auth | None = None) -> httpx.Client:
     """An HTTP client with ollamacli's User-Agent, timeouts and enough pooled connections."""
+    limits = httpx.Limits(max_connections=options.connections + 4)
     return httpx.Client(
         auth=auth,
         headers={"User-Agent": user_agent()},
         timeout=options.timeout(),
-        limits=httpx.Limits(max_connections=options.connections + 4),
+        transport=_LazyTransport(limits),
+        # Plain http needs no TLS settings, so it gets a transport without certificates.
+        mounts={"http://": httpx.HTTPTransport(limits=limits, verify=False)},
     )
 
 
