@@ -13,6 +13,7 @@ from ollamacli.names import ModelName
 from ollamacli.registry.ollama import (
     OllamaRegistry,
     RegistryAuth,
+    _LazyTransport,
     new_client,
     parse_challenge,
     user_agent,
@@ -116,3 +117,24 @@ def test_unreachable_registry_fails_after_retries_with_one_message():
         _registry(client, f"127.0.0.1:{port}/library/tiny").fetch_manifest()
     assert str(caught.value).startswith("pull model manifest: ConnectError")
     assert caught.value.hint
+
+
+def test_plain_http_pull_never_builds_the_tls_transport(registry: RegistryServer, tiny_gguf: Path):
+    raw = registry.app.add_model("tiny:latest", tiny_gguf)
+    with new_client(FAST) as client:
+        tls = client._transport  # the https (and default) transport, built on first use
+        assert isinstance(tls, _LazyTransport)
+        assert _registry(client, registry.name("tiny")).fetch_manifest() == raw
+        assert tls._transport is None
+        with pytest.raises(DownloadError):
+            # Nothing listens there; the request still needs, and so builds, the TLS transport.
+            OllamaRegistry(
+                client, ModelName.parse(f"127.0.0.1:{_closed_port()}/library/tiny"), options=FAST
+            ).fetch_manifest()
+        assert tls._transport is not None
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
