@@ -117,6 +117,16 @@ def test_overwriting_a_tag_removes_old_unused_layers(store):
     assert not store.blobs.exists(first.layers[0].digest)
 
 
+def test_overwriting_a_tag_without_prune_keeps_old_layers(store):
+    name = ModelName.parse("m")
+    first = _model(store, b"one")
+    store.commit(name, first.to_bytes())
+    second = _model(store, b"two")
+    assert store.commit(name, second.to_bytes(), prune=False) == []
+    assert store.blobs.verify(first.layers[0].digest)
+    assert store.resolve(name).model_path == store.blobs.path(second.layers[0].digest)
+
+
 def test_missing_model_is_not_found(store):
     with pytest.raises(ModelNotFoundError, match="model 'nope:latest' not found"):
         store.resolve(ModelName.parse("nope"))

@@ -76,7 +76,7 @@ def _ensure_model(services: Services, model: str, *, insecure: bool) -> None:
         from ollamacli.service.models import ModelService
 
         fetcher = wiring.pull_service(services.settings).fetcher(insecure=True)
-        models = ModelService(services.store, fetcher=fetcher)
+        models = ModelService(services.store, fetcher=fetcher, prune=services.models.prune)
     with progress_display() as progress:
         models.ensure(name, progress)
 

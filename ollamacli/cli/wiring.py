@@ -28,7 +28,10 @@ def model_service(config: Settings | None = None) -> ModelService:
 
     config = config or settings()
     return ModelService(
-        Store(config.models), fetcher=pull_fetcher(config), adapter_converter=convert_adapter
+        Store(config.models),
+        fetcher=pull_fetcher(config),
+        adapter_converter=convert_adapter,
+        prune=not config.noprune,
     )
 
 

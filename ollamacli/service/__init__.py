@@ -55,7 +55,9 @@ def build_services(
         max_queue=settings.max_queue,
         default_keep_alive=settings.keep_alive,
     )
-    models = ModelService(store, fetcher=fetcher, adapter_converter=adapter_converter)
+    models = ModelService(
+        store, fetcher=fetcher, adapter_converter=adapter_converter, prune=not settings.noprune
+    )
     chat = ChatService(settings, store, scheduler)
     return Services(
         settings=settings,

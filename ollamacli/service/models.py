@@ -126,10 +126,12 @@ class ModelService:
         *,
         fetcher: Fetcher | None = None,
         adapter_converter: AdapterConverter | None = None,
+        prune: bool = True,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.adapter_converter = adapter_converter
+        self.prune = prune  # False with OLLAMA_NOPRUNE: overwriting a tag keeps its old blobs
 
     def ensure(
         self, name: str | ModelName, progress: ProgressSink = ignore_progress
@@ -169,7 +171,7 @@ class ModelService:
         self._apply_overrides(draft, spec)
         manifest = self._finish(draft)
         progress(ProgressEvent("writing manifest"))
-        self.store.commit(target, manifest.to_bytes())
+        self.store.commit(target, manifest.to_bytes(), prune=self.prune)
         progress(ProgressEvent("success"))
         return target
 

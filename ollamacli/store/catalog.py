@@ -114,8 +114,12 @@ class Store:
         """Every model, newest first."""
         return sorted(self.manifests.entries(), key=lambda e: e.modified, reverse=True)
 
-    def commit(self, name: ModelName, data: bytes) -> list[Digest]:
-        """Write a manifest once all its blobs exist; returns the blobs this made unused."""
+    def commit(self, name: ModelName, data: bytes, *, prune: bool = True) -> list[Digest]:
+        """Write a manifest once all its blobs exist; returns the blobs this made unused.
+
+        With `prune` (the default) the blobs the name's previous manifest used and no manifest
+        uses now are deleted; without it (`OLLAMA_NOPRUNE`) they stay and none is returned.
+        """
         manifest = Manifest.parse(data)
         with self.locked():
             for digest in manifest.digests:
@@ -123,7 +127,9 @@ class Store:
                     raise BlobNotFoundError(digest)
             previous = self._current(name)
             self.manifests.write(name, data)
-            stale = [d for d in previous.digests if d not in manifest.digests] if previous else []
+            if not prune or previous is None:
+                return []
+            stale = [d for d in previous.digests if d not in manifest.digests]
             return self._remove_unreferenced(stale)
 
     def copy(self, source: ModelName, destination: ModelName) -> None:

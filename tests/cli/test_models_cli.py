@@ -160,3 +160,17 @@ def test_missing_modelfile_says_how_to_fix(cli, tmp_path, monkeypatch):
 
 def test_version_flag(cli):
     assert cli("--version").out.startswith("ollamacli version is ")
+
+
+@pytest.mark.parametrize("noprune", ["", "1"])
+def test_recreating_a_tag_prunes_its_old_layers_unless_noprune(
+    cli, settings, tmp_path, monkeypatch, noprune
+):
+    monkeypatch.setenv("OLLAMA_NOPRUNE", noprune)
+    make_tiny_gguf(tmp_path / "m.gguf")
+    for system in ("first", "second"):
+        (tmp_path / "Modelfile").write_text(f"FROM m.gguf\nSYSTEM {system}\n")
+        assert cli("create", "a", "-f", str(tmp_path / "Modelfile")).code == 0
+    # The GGUF, a config and a system blob; the first system blob stays only with noprune.
+    assert len(_blobs(settings.models)) == (4 if noprune else 3)
+    assert cli("show", "a", "--system").out == "second"

@@ -119,6 +119,21 @@ def test_repull_of_changed_tag_removes_unused_layers(
         assert store.blobs.exists(digest)
 
 
+def test_repull_with_noprune_keeps_the_old_layers(
+    registry: RegistryServer, store: Store, settings: Settings, tiny_gguf: Path, events: Events
+):
+    pulls = PullService(store, replace(settings, noprune=True), options=FAST)
+    first = Manifest.parse(registry.app.add_model("tiny", tiny_gguf, template="old template"))
+    pulls.pull(registry.name("tiny"), insecure=True)
+    registry.app.add_model("tiny", tiny_gguf, template="new template")
+
+    pulls.pull(registry.name("tiny"), events, insecure=True)
+
+    assert events.statuses[-2:] == ["writing manifest", "success"]
+    old_template = first.find("application/vnd.ollama.image.template")[0].digest
+    assert store.blobs.verify(old_template)
+
+
 def test_pull_unknown_model_is_manifest_not_found(registry: RegistryServer, pulls: PullService):
     with pytest.raises(ManifestNotFoundError) as caught:
         pulls.pull(registry.name("nothere"), insecure=True)
