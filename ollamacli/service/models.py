@@ -218,7 +218,7 @@ class ModelService:
             if digest is None
             else _layer(MEDIA_MODEL, digest, path.stat().st_size)
         )
-        return _Draft(model=layer, config=_config_for(info))
+        return _Draft(model=layer, config=config_for(info))
 
     def _add_file(self, path: Path, media_type: str, progress: ProgressSink) -> Layer:
         total = path.stat().st_size
@@ -340,7 +340,7 @@ def _layer(media_type: str, digest: Digest, size: int) -> Layer:
     return Layer(media_type=media_type, digest=digest, size=size)
 
 
-def _config_for(info: GGUFInfo) -> dict[str, object]:
+def config_for(info: GGUFInfo) -> dict[str, object]:
     """The config blob Ollama writes for a GGUF model."""
     config: dict[str, object] = {
         "model_format": "gguf",

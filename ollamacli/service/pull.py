@@ -36,7 +36,7 @@ from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
 from ollamacli.registry.partial import PartialDownload, blob_lock, commit_download
 from ollamacli.registry.policy import TransferOptions
 from ollamacli.registry.transfer import Downloader
-from ollamacli.service.models import Fetcher, ModelService, _config_for
+from ollamacli.service.models import Fetcher, ModelService, config_for
 from ollamacli.store import Digest, Layer, Manifest, Store
 from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL
 
@@ -145,7 +145,7 @@ class PullService:
             fresh = self._fetch(downloader, [blob], progress)
         with self._cleanup_on_error(fresh):
             info = self._preflight(self.store.blobs.require(blob.digest), model)
-        manifest = self._gguf_manifest(blob, _config_for(info))
+        manifest = self._gguf_manifest(blob, config_for(info))
         self._write_manifest(model, manifest.to_bytes(), progress)
 
     @staticmethod
