@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -125,6 +126,30 @@ def test_overwriting_a_tag_without_prune_keeps_old_layers(store):
     assert store.commit(name, second.to_bytes(), prune=False) == []
     assert store.blobs.verify(first.layers[0].digest)
     assert store.resolve(name).model_path == store.blobs.path(second.layers[0].digest)
+
+
+def test_prune_removes_an_abandoned_download_whole_and_keeps_a_recent_one(store):
+    store.blobs.root.mkdir(parents=True)
+    old = time.time() - 7200
+
+    def download(digest: str) -> list[Path]:
+        data = store.blobs.partial_path(parse_digest(digest))
+        files = [data, *(data.with_name(f"{data.name}-{n}") for n in range(2))]
+        files.append(data.with_name(data.name + ".lock"))
+        for path in files:
+            path.write_bytes(b"x")
+            os.utime(path, (old, old))
+        return files
+
+    abandoned = download(sha256_bytes(b"abandoned"))
+    recent = download(sha256_bytes(b"recent"))
+    os.utime(recent[1], None)  # one part file saved just now: the download is still going
+
+    removed = store.prune()
+
+    assert sorted(removed) == sorted(abandoned)
+    assert not any(path.exists() for path in abandoned)
+    assert all(path.exists() for path in recent)
 
 
 def test_missing_model_is_not_found(store):

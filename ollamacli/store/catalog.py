@@ -144,23 +144,40 @@ class Store:
             return self._remove_unreferenced(list(manifest.digests))
 
     def prune(self, *, grace_seconds: float = PRUNE_GRACE_SECONDS) -> list[Path]:
-        """Delete unreferenced blobs and stale temporary files older than the grace period."""
+        """Delete unreferenced blobs, stale temporary files and abandoned downloads.
+
+        Only files untouched for the grace period go. A download in progress is one unit (its
+        `-partial` data file, `-partial-<N>` part files and lock): it is removed whole once
+        none of its files changed for the grace period (Ollama removes partial downloads at
+        start-up too), never piecemeal, which would leave a download that cannot resume.
+        """
         removed: list[Path] = []
         if not self.blobs.root.is_dir():
             return removed
         with self.locked():
             referenced = self.referenced()
             cutoff = time.time() - grace_seconds
+            downloads: dict[str, list[Path]] = {}
             for entry in self.blobs.root.iterdir():
-                if not entry.is_file() or entry.stat().st_mtime > cutoff:
+                if not entry.is_file():
                     continue
-                stale_temp = entry.name.startswith(TEMP_PREFIX)
-                stale_blob = entry.name.startswith("sha256-") and not entry.name.endswith(
-                    PARTIAL_SUFFIX
+                name = entry.name
+                if name.startswith("sha256-") and PARTIAL_SUFFIX in name:
+                    downloads.setdefault(name[: name.index(PARTIAL_SUFFIX)], []).append(entry)
+                    continue
+                if entry.stat().st_mtime > cutoff:
+                    continue
+                stale_blob = (
+                    name.startswith("sha256-") and name.replace("-", ":", 1) not in referenced
                 )
-                if stale_temp or (stale_blob and entry.name.replace("-", ":", 1) not in referenced):
+                if name.startswith(TEMP_PREFIX) or stale_blob:
                     entry.unlink(missing_ok=True)
                     removed.append(entry)
+            for files in downloads.values():
+                if all(_mtime(path) <= cutoff for path in files):
+                    for path in files:
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
         return removed
 
     def referenced(self) -> set[Digest]:
@@ -205,3 +222,10 @@ class Store:
             return json.loads(self.blobs.read_bytes(digest))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"blob {digest} is not valid JSON") from exc
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
