@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ollamacli.engine.base import CancelToken, Engine, EngineFactory, LoadConfig
@@ -336,12 +336,17 @@ class Scheduler:
             return bool(matches)
 
     def ps(self) -> list[LoadedInfo]:
-        """Resident models, the one that stays longest first (as Ollama sorts them)."""
+        """Resident models, the one that stays longest first (as Ollama sorts them).
+
+        A model's chat and embedding instances are one row, as in Ollama, where one runner
+        serves both: the chat instance's settings, the later expiry, the busy count of both.
+        """
         with self._lock:
             self._expire_locked()
             now_mono, now_wall = self._clock(), self._wall()
-            infos = [
-                LoadedInfo(
+            rows: dict[tuple[str, str], LoadedInfo] = {}
+            for slot in sorted(self._slots.values(), key=lambda s: s.config.embedding):
+                info = LoadedInfo(
                     name=slot.name,
                     digest=slot.digest,
                     config=slot.config,
@@ -349,9 +354,14 @@ class Scheduler:
                     expires_at=_expires_wall(slot, now_mono, now_wall),
                     busy=slot.busy,
                 )
-                for slot in self._slots.values()
-            ]
-        return sorted(infos, key=lambda i: i.expires_at, reverse=True)
+                first = rows.setdefault((slot.name, slot.digest), info)
+                if first is not info:
+                    rows[(slot.name, slot.digest)] = replace(
+                        first,
+                        expires_at=max(first.expires_at, info.expires_at),
+                        busy=first.busy + info.busy,
+                    )
+        return sorted(rows.values(), key=lambda i: i.expires_at, reverse=True)
 
     def pending(self) -> int:
         """How many requests are waiting for an engine."""

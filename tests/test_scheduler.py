@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,22 @@ def test_scheduler_ps_reports_context_and_expiry(fake_factory: FakeFactory) -> N
     assert (info.name, info.digest, info.size, info.busy) == ("a:latest", "abc", 42, 0)
     assert info.config.num_ctx == 2048
     assert 295 < info.expires_at - time.time() <= 300
+
+
+def test_scheduler_ps_shows_chat_and_embedding_instances_as_one_model(
+    fake_factory: FakeFactory,
+) -> None:
+    with running(Scheduler(fake_factory)) as scheduler:
+        use_once(scheduler, config(num_ctx=2048), "a:latest", digest="abc", size=42)
+        use_once(scheduler, replace(config(), embedding=True), "a:latest", digest="abc", size=42)
+        use_once(scheduler, config("b"), "b:latest", digest="def", size=7)
+        rows = {info.name: info for info in scheduler.ps()}
+        assert len(fake_factory.loaded) == 3
+        assert sorted(rows) == ["a:latest", "b:latest"]
+        assert rows["a:latest"].config.num_ctx == 2048
+        assert not rows["a:latest"].config.embedding
+        assert scheduler.unload("a:latest")
+        assert [info.name for info in scheduler.ps()] == ["b:latest"]
 
 
 def test_scheduler_two_names_for_one_file_share_an_instance(fake_factory: FakeFactory) -> None:

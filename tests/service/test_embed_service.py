@@ -69,13 +69,18 @@ def test_no_input_only_loads_the_embedding_instance(services, fake_factory):
     assert loaded.name == "m:latest"
 
 
-def test_embedding_and_chat_instances_are_both_loaded_models(services, fake_factory):
+def test_embedding_and_chat_instances_are_both_loaded_and_listed_once(services, fake_factory):
     services.embed.embed(EmbedRequest("m", ("x",)))
     list(services.chat.chat(ChatRequest("m", (ChatMessage("user", "hi"),))))
-    configs = sorted(info.config.embedding for info in services.scheduler.ps())
-    assert configs == [False, True]
+    embed_engine, chat_engine = fake_factory.loaded
+    assert not embed_engine.closed
+    assert not chat_engine.closed
+    (row,) = services.scheduler.ps()
+    assert (row.name, row.config.embedding) == ("m:latest", False)
     assert services.scheduler.unload("m:latest")
     assert services.scheduler.ps() == []
+    assert embed_engine.closed
+    assert chat_engine.closed
 
 
 def test_the_embedding_instance_respects_max_loaded_models(settings, tmp_path):
