@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ollamacli.errors import FinetuneError, OptionalDependencyError
 from ollamacli.finetune.layout import BaseLayout
+from ollamacli.service.models import PEFT_CONFIG, PEFT_WEIGHTS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
     Matrix = npt.NDArray[np.float32]
 
-PEFT_CONFIG = "adapter_config.json"
-PEFT_WEIGHTS = "adapter_model.safetensors"
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 
 

@@ -24,7 +24,7 @@ from ollamacli.server.schemas import (
 )
 from ollamacli.service.chat import ChatRequest, FormatSpec, GenerateRequest
 from ollamacli.service.embed import EmbedRequest
-from ollamacli.service.models import CreateSpec
+from ollamacli.service.models import PEFT_CONFIG, PEFT_WEIGHTS, CreateSpec
 from ollamacli.store import Digest, parse_digest
 
 # Load options whose absurd values would make llama.cpp allocate or spawn without bound.
@@ -206,10 +206,12 @@ def create_spec(body: CreateBody) -> CreateSpec:
     if len(files) > 1:
         raise InvalidRequestError("only a single GGUF file is supported in 'files'")
     licenses = [body.license] if isinstance(body.license, str) else body.license
+    gguf_adapters, peft_files = _adapters(body.adapters)
     return CreateSpec(
         from_model=body.from_ or None,
         from_digest=None if body.from_ else files[0],
-        adapter_digests=tuple(_digests(body.adapters, "adapters")),
+        adapter_digests=tuple(gguf_adapters),
+        adapter_uploads=peft_files,
         template=body.template,
         system=body.system,
         parameters=validate_options(body.parameters) if body.parameters is not None else None,
@@ -225,15 +227,46 @@ def create_spec(body: CreateBody) -> CreateSpec:
 def _digests(files: dict[str, str] | None, field: str) -> list[Digest]:
     digests: list[Digest] = []
     for path, digest in (files or {}).items():
-        pure = PurePosixPath(path)
-        if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
-            raise InvalidRequestError(f"file path must be relative: {path!r} in {field!r}")
+        _check_relative(path, field)
         if not path.lower().endswith(".gguf"):
             raise InvalidRequestError(
                 f"{path!r} in {field!r}: only GGUF files are supported (no safetensors import)"
             )
         digests.append(parse_digest(digest))
     return digests
+
+
+def _check_relative(path: str, field: str) -> None:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
+        raise InvalidRequestError(f"file path must be relative: {path!r} in {field!r}")
+
+
+def _adapters(
+    files: dict[str, str] | None,
+) -> tuple[list[Digest], tuple[tuple[str, Digest], ...]]:
+    """`adapters`: GGUF LoRA files, or the files of one PEFT adapter (as Ollama's client sends
+    an adapter folder: `adapter_config.json` and `adapter_model.safetensors`)."""
+    gguf: list[Digest] = []
+    peft: list[tuple[str, Digest]] = []
+    for path, digest in (files or {}).items():
+        _check_relative(path, "adapters")
+        name = PurePosixPath(path).name
+        if name.lower().endswith(".gguf"):
+            gguf.append(parse_digest(digest))
+        elif name in (PEFT_CONFIG, PEFT_WEIGHTS):
+            peft.append((name, parse_digest(digest)))
+        else:
+            raise InvalidRequestError(
+                f"{path!r} in 'adapters': expected a GGUF LoRA file, or {PEFT_CONFIG} and "
+                f"{PEFT_WEIGHTS} of a PEFT adapter"
+            )
+    names = sorted(name for name, _ in peft)
+    if peft and names != sorted((PEFT_CONFIG, PEFT_WEIGHTS)):
+        raise InvalidRequestError(
+            f"a PEFT adapter in 'adapters' needs exactly {PEFT_CONFIG} and {PEFT_WEIGHTS}"
+        )
+    return gguf, tuple(peft)
 
 
 def _blob_reference(value: str) -> Digest | None:

@@ -14,6 +14,7 @@ from ollamacli.errors import (
     DigestMismatchError,
     DiskFullError,
     EngineError,
+    FinetuneError,
     InvalidModelNameError,
     InvalidOptionError,
     InvalidRequestError,
@@ -39,6 +40,7 @@ STATUS: dict[type[Exception], int] = {
     InvalidOptionError: 400,
     InvalidRequestError: 400,
     DatasetError: 400,
+    FinetuneError: 400,  # an adapter that cannot be converted for this base
     DigestMismatchError: 400,
     UnsupportedModelError: 400,
     TemplateError: 400,

@@ -159,15 +159,17 @@ async def _progress(request: Request, work: Work[ProgressEvent], stream: bool) -
 
 
 def _check_uploaded(store: Store, spec: CreateSpec) -> None:
-    """Uploaded blobs must exist and be GGUF files (a client error, not a store failure)."""
+    """Uploaded blobs must exist, and be GGUF files unless they make up a PEFT adapter (a
+    client error, not a store failure)."""
     digests: list[Digest] = [*spec.adapter_digests]
     if spec.from_digest is not None:
         digests.append(spec.from_digest)
-    for digest in digests:
+    for digest in [*digests, *(digest for _, digest in spec.adapter_uploads)]:
         if not store.blobs.exists(digest):
             raise InvalidRequestError(
                 f'blob "{digest}" not found: upload it first with POST /api/blobs/{digest}'
             )
+    for digest in digests:
         path = store.blobs.path(digest)
         if not is_gguf(path):
             raise InvalidRequestError(f"supplied file {digest} was not in GGUF format")

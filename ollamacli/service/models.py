@@ -7,7 +7,10 @@ digest), checks the engine can load the architecture, and writes the manifest la
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,10 @@ from ollamacli.store.manifests import (
     MEDIA_TEMPLATE,
 )
 
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+"""The two files of a PEFT LoRA adapter folder, as `save_pretrained` writes them."""
+
 AdapterConverter = Callable[[Path, Path], Path]
 """(PEFT adapter folder, base model GGUF) -> a temporary GGUF LoRA file, which `create` imports
 and then deletes. The base is needed as Ollama's converter needs it: llama's q/k rows are
@@ -52,6 +59,9 @@ class CreateSpec:
     from_digest: Digest | None = None
     adapter_files: tuple[Path, ...] = ()
     adapter_digests: tuple[Digest, ...] = ()
+    adapter_uploads: tuple[tuple[str, Digest], ...] = ()
+    """A PEFT adapter sent as blobs (`/api/create`'s `adapters` with `adapter_config.json` and
+    `adapter_model.safetensors`): (file name, digest) pairs, converted like an ADAPTER folder."""
     template: str | None = None
     system: str | None = None
     parameters: dict[str, OptionValue] | None = None
@@ -239,6 +249,9 @@ class ModelService:
             path = self.store.blobs.require(digest)
             self._check_adapter(path)
             layers.append(_layer(MEDIA_ADAPTER, digest, path.stat().st_size))
+        if spec.adapter_uploads:
+            with self._uploaded_folder(spec.adapter_uploads) as folder:
+                layers.append(self._adapter_layer(folder, draft, progress))
         if len(layers) > 1:
             raise InvalidRequestError("only one adapter is currently supported")
         if layers:
@@ -258,6 +271,19 @@ class ModelService:
             return self._add_file(converted, MEDIA_ADAPTER, progress)
         finally:
             converted.unlink(missing_ok=True)
+
+    @contextmanager
+    def _uploaded_folder(self, files: tuple[tuple[str, Digest], ...]) -> Iterator[Path]:
+        """A temporary PEFT adapter folder holding copies of the uploaded blobs."""
+        with tempfile.TemporaryDirectory(prefix="ollamacli-peft-") as name:
+            folder = Path(name)
+            for file_name, digest in files:
+                target = folder / Path(file_name).name
+                try:
+                    shutil.copyfile(self.store.blobs.require(digest), target)
+                except OSError as exc:
+                    raise StoreError(f"cannot stage adapter file {file_name}: {exc}") from exc
+            yield folder
 
     @staticmethod
     def _check_adapter(path: Path) -> None:
