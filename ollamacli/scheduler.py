@@ -279,11 +279,25 @@ class Scheduler:
             slot.free.append(engine)
             slot.last_used = self._clock()
             if slot.busy == 0:
-                if slot.keep_alive <= 0 or self._closed:
+                if slot.keep_alive <= 0 and not self._closed:
+                    self._unload_model_locked(slot)
+                elif self._closed:
                     self._unload_locked(slot)
                 else:
                     slot.expires_at = slot.last_used + slot.keep_alive
             self._lock.notify_all()
+
+    def _unload_model_locked(self, slot: _Slot) -> None:
+        """`keep_alive: 0`: unload the model, its other instance (chat or embedding) too, as
+        Ollama's one runner per model goes; a busy one goes when its request ends."""
+        for other in list(self._slots.values()):
+            if other is slot or (other.name, other.digest) != (slot.name, slot.digest):
+                continue
+            if other.busy == 0 and other.growing == 0:
+                self._unload_locked(other)
+            else:
+                other.keep_alive = 0
+        self._unload_locked(slot)
 
     def _make_room_locked(self) -> bool:
         """Evict idle models until another fits; False when every resident model is busy."""

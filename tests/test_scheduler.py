@@ -309,6 +309,33 @@ def test_scheduler_ps_shows_chat_and_embedding_instances_as_one_model(
         assert [info.name for info in scheduler.ps()] == ["b:latest"]
 
 
+def test_keep_alive_zero_unloads_both_instances_of_a_model(fake_factory: FakeFactory) -> None:
+    with running(Scheduler(fake_factory)) as scheduler:
+        use_once(scheduler, config(), "a:latest", digest="abc")
+        use_once(scheduler, config("b"), "b:latest", digest="def")
+        use_once(
+            scheduler, replace(config(), embedding=True), "a:latest", digest="abc", keep_alive=0
+        )
+        assert [info.name for info in scheduler.ps()] == ["b:latest"]
+        chat, other, embedding = fake_factory.loaded
+        assert chat.closed
+        assert embedding.closed
+        assert not other.closed
+
+
+def test_keep_alive_zero_unloads_a_busy_sibling_when_its_request_ends(
+    fake_factory: FakeFactory,
+) -> None:
+    with running(Scheduler(fake_factory)) as scheduler:
+        with scheduler.use(config(), name="a:latest", digest="abc") as chat:
+            embedding = replace(config(), embedding=True)
+            use_once(scheduler, embedding, "a:latest", digest="abc", keep_alive=0)
+            assert [info.name for info in scheduler.ps()] == ["a:latest"]
+            assert not chat.engine.closed  # type: ignore[attr-defined]  # a FakeEngine
+        assert scheduler.ps() == []
+        assert all(engine.closed for engine in fake_factory.loaded)
+
+
 def test_scheduler_two_names_for_one_file_share_an_instance(fake_factory: FakeFactory) -> None:
     with running(Scheduler(fake_factory)) as scheduler:
         use_once(scheduler, config(), "alias:latest", digest="d1")
