@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from tests.fakes import FakeFactory
 
 _CLEARED_PREFIXES = ("OLLAMA_", "OLLAMACLI_", "HF_", "HUGGING")
 _CLEARED = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy")
+
+# A test suite started in the background (`cmd &` in a script, nohup) inherits SIGINT ignored,
+# and so would every program it starts: Python then installs no KeyboardInterrupt handler and
+# the Ctrl-C tests would test nothing. Handled signals reset to the default on exec, so this
+# gives child processes the Ctrl-C a user's terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
