@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ollamacli.config import Settings
 from ollamacli.store import Store
+from tests.e2e.terminal import Terminal
 from tests.factories import bundled_gguf
 from tests.fakes import FakeFactory
 
@@ -26,8 +31,6 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the user's environment or writes into the user's directories."""
-    import os
-
     for key in list(os.environ):
         if key.startswith(_CLEARED_PREFIXES) or key in _CLEARED:
             monkeypatch.delenv(key, raising=False)
@@ -91,3 +94,16 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    """A tmux session on a private server socket (skipped where tmux is not installed)."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed; this real-terminal test needs it (apt install tmux)")
+    term = Terminal(tmux, f"ollamacli-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield term
+    finally:
+        term.close()

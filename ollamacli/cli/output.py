@@ -98,11 +98,16 @@ class ProgressDisplay:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._tasks: dict[str, TaskID] = {}
+        self._settled: set[str] = set()
         self._last_status: str | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.total:
             key = event.digest or event.status
+            if key in self._settled:
+                if (event.completed or 0) >= event.total:
+                    return  # the final state of a bar already printed
+                self._settled.discard(key)  # the same name again, for another file
             task = self._tasks.get(key)
             if task is None:
                 task = self._progress.add_task(event.status, total=event.total)
@@ -111,7 +116,20 @@ class ProgressDisplay:
             return
         if event.status != self._last_status:
             self._last_status = event.status
+            self._settle()
             self._progress.console.print(event.status, highlight=False, markup=False)
+
+    def _settle(self) -> None:
+        """Print finished bars as lines of their own, so they stay above the statuses that
+        follow them (`verifying sha256 digest` comes after the bars, as in Ollama)."""
+        for key, task_id in list(self._tasks.items()):
+            task = next(t for t in self._progress.tasks if t.id == task_id)
+            if not task.finished:
+                continue
+            self._progress.console.print(self._progress.make_tasks_table([task]))
+            self._progress.remove_task(task_id)
+            del self._tasks[key]
+            self._settled.add(key)
 
     def finish(self) -> None:
         """Nothing is left open: bars end with their last update."""

@@ -8,84 +8,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ollamacli.config import Settings
+from tests.e2e.terminal import Terminal
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
 
-TMUX = shutil.which("tmux")
 PROMPT_LINE = ">>> Send a message (/? for help)"
-WAIT = 240.0
-
-
-class Terminal:
-    """A tmux session on a private server socket, so nothing else's tmux is touched."""
-
-    def __init__(self, tmux: str, socket: str) -> None:
-        self._tmux = tmux
-        self._socket = socket
-
-    def _run(self, *args: str) -> str:
-        result = subprocess.run(
-            [self._tmux, "-L", self._socket, *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-        return result.stdout
-
-    def start(self, command: str) -> None:
-        self._run("new-session", "-d", "-s", "main", "-x", "100", "-y", "40", command)
-
-    def send(self, *keys: str) -> None:
-        self._run("send-keys", "-t", "main", *keys)
-
-    def type_line(self, text: str) -> None:
-        self.send("-l", text)
-        self.send("Enter")
-
-    def screen(self) -> str:
-        """The whole pane with its scrollback, trailing blank lines removed."""
-        return self._run("capture-pane", "-p", "-J", "-t", "main", "-S", "-500").rstrip("\n")
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            match = re.search(pattern, screen, flags=re.DOTALL)
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {pattern!r}; the screen was:\n{screen}")
-            time.sleep(0.3)
-
-    def close(self) -> None:
-        subprocess.run(
-            [self._tmux, "-L", self._socket, "kill-server"], capture_output=True, check=False
-        )
-
-
-@pytest.fixture
-def terminal() -> Iterator[Terminal]:
-    if TMUX is None:
-        pytest.skip(
-            "tmux is not installed; this real-terminal REPL test needs it (apt install tmux)"
-        )
-    term = Terminal(TMUX, f"ollamacli-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        yield term
-    finally:
-        term.close()
 
 
 def _run_command(settings: Settings) -> str:

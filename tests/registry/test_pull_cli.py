@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from ollamacli.cli import wiring
 from ollamacli.cli.output import human_bytes
 from ollamacli.registry.policy import TransferOptions
 from ollamacli.store import Manifest, Store
+from tests.e2e.terminal import Terminal
 from tests.fakes import FakeFactory
 from tests.servers.hub import HubServer
 from tests.servers.registry import RegistryServer
@@ -235,3 +237,33 @@ def test_pulled_smollm2_answers_through_the_real_engine(
     answer = cli("run", name, "What is the capital of France? Answer with one word.")
     assert answer.code == 0, answer
     assert "Paris" in answer.out
+
+
+@pytest.mark.slow
+def test_pull_in_a_terminal_draws_bars_in_ollamas_order(
+    terminal: Terminal, registry: RegistryServer, store: Store, big_gguf: Path
+):
+    manifest = Manifest.parse(registry.app.add_model("big", big_gguf, template="{{ .Prompt }}"))
+    env = {
+        "OLLAMA_MODELS": str(store.root),
+        "HOME": os.environ["HOME"],
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TERM": "xterm-256color",
+        "NO_COLOR": "1",
+    }
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    pull = f"{shlex.quote(sys.executable)} -m ollamacli pull --insecure {registry.name('big')}"
+    terminal.start(f"env -i {assignments} {pull}; echo EXITED=$?; sleep 600")
+    terminal.wait_for(r"EXITED=0", timeout=120)
+
+    lines = [line.strip() for line in terminal.screen().splitlines() if line.strip()]
+    bars = [f"pulling {digest.split(':')[1][:12]}" for digest in manifest.digests]
+    # Each bar ended at 100% on a line of its own, after `pulling manifest` and before the
+    # statuses that follow the downloads, as Ollama prints them.
+    order = ["pulling manifest", *bars, "verifying sha256 digest", "writing manifest", "success"]
+    found = [next(i for i, line in enumerate(lines) if line.startswith(text)) for text in order]
+    assert found == sorted(found), lines
+    for bar in bars:
+        (line,) = [line for line in lines if line.startswith(bar)]
+        assert "100%" in line, line
+    assert lines[-2:] == ["success", "EXITED=0"]
