@@ -92,10 +92,10 @@ class InvalidRequestError(OllamaCliError, ValueError):
 class ModelNotFoundError(OllamaCliError, LookupError):
     """No model with this name in the local store."""
 
-    def __init__(self, name: str, *, message: str | None = None) -> None:
+    def __init__(self, name: str, *, message: str | None = None, hint: str | None = None) -> None:
         super().__init__(
             message or f"model '{name}' not found",
-            hint=f"pull it first with 'ollamacli pull {name}', or see 'ollamacli list'",
+            hint=hint or f"pull it first with 'ollamacli pull {name}', or see 'ollamacli list'",
         )
         self.name = name
 

@@ -6,7 +6,7 @@ import typer
 
 from ollamacli.cli.app import app
 from ollamacli.cli.output import progress_display
-from ollamacli.cli.wiring import pull_service
+from ollamacli.cli.wiring import pull_service, push_service
 
 
 @app.command()
@@ -22,3 +22,18 @@ def pull(
     name = ModelName.parse(model)  # refuse a bad name before any network traffic
     with progress_display() as progress:
         pull_service().pull(name, progress, insecure=insecure)
+
+
+@app.command()
+def push(
+    model: str = typer.Argument(
+        ..., help="Model to push, named for its registry: <host>/<namespace>/<model>:<tag>."
+    ),
+    insecure: bool = typer.Option(False, "--insecure", help="Use an insecure registry (http)."),
+) -> None:
+    """Push a model to a registry."""
+    from ollamacli.names import ModelName
+
+    name = ModelName.parse(model)
+    with progress_display() as progress:
+        push_service().push(name, progress, insecure=insecure)

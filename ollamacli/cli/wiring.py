@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ollamacli.service import Services
     from ollamacli.service.models import Fetcher, ModelService
     from ollamacli.service.pull import PullService
+    from ollamacli.service.push import PushService
 
 
 def settings() -> Settings:
@@ -54,6 +55,15 @@ def pull_service(config: Settings | None = None) -> PullService:
 
     config = config or settings()
     return PullService(Store(config.models), config)
+
+
+def push_service(config: Settings | None = None) -> PushService:
+    """The push use case for the configured store."""
+    from ollamacli.service.push import PushService
+    from ollamacli.store import Store
+
+    config = config or settings()
+    return PushService(Store(config.models), config)
 
 
 def pull_fetcher(config: Settings) -> Fetcher:

@@ -215,6 +215,21 @@ async def pull(request: Request) -> Response:
     return await _progress(request, work, bool(body.stream))
 
 
+def _push(services: Services, name: ModelName, insecure: bool, sink: ProgressSink) -> None:
+    from ollamacli.service.push import PushService
+
+    PushService(services.store, services.settings).push(name, sink, insecure=insecure)
+
+
+@router.post("/api/push")
+async def push(request: Request) -> Response:
+    body = parse_body(await request.body(), PullBody)  # the same fields: model, insecure, stream
+    name = ModelName.parse(convert.model_name(body.model_name))
+    services = services_of(request)
+    work = with_progress(lambda sink: _push(services, name, bool(body.insecure), sink))
+    return await _progress(request, work, bool(body.stream))
+
+
 def _details(store: Store, name: str) -> dict[str, object]:
     try:
         return details(store.resolve(ModelName.parse(name)))

@@ -102,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(ConnectionError, TimeoutError):
             self.server.app.handle(self)  # type: ignore[attr-defined]
 
-    do_GET = do_HEAD = do_POST = _dispatch
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _dispatch
 
 
 class ServerApp:

@@ -19,6 +19,7 @@ import json
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -37,6 +38,8 @@ LICENSE_TYPE = "application/vnd.ollama.image.license"
 _MANIFEST = re.compile(r"/v2/([^/]+)/([^/]+)/manifests/([^/]+)")
 _BLOB = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/(sha256:[0-9a-f]{64})")
 _CDN = re.compile(r"/cdn/(sha256:[0-9a-f]{64})")
+_UPLOADS = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/")
+_SESSION = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/([0-9a-f]{32})")
 
 
 class RegistryApp(ServerApp):
@@ -53,6 +56,8 @@ class RegistryApp(ServerApp):
         self.refuse_tokens = False
         self.registry_port = 0
         self.cdn_port = 0
+        self.uploads: dict[str, Path] = {}
+        """Open upload sessions (push): their data so far."""
 
     # -- content -------------------------------------------------------------------------------
 
@@ -118,7 +123,9 @@ class RegistryApp(ServerApp):
         if self.token and not self._authorized(handler):
             self._challenge(handler)
             return
-        if (found := _MANIFEST.fullmatch(url.path)) is not None:
+        if handler.command in ("POST", "PATCH", "PUT"):
+            self._receive(handler, url.path, parse_qs(url.query))
+        elif (found := _MANIFEST.fullmatch(url.path)) is not None:
             self._manifest(handler, found.group(1), found.group(2), found.group(3))
         elif (found := _BLOB.fullmatch(url.path)) is not None:
             self._blob_or_redirect(handler, found.group(3))
@@ -149,6 +156,58 @@ class RegistryApp(ServerApp):
             self.send_json(handler, 404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}')
             return
         self.send_file(handler, path, digest)
+
+    # -- push ----------------------------------------------------------------------------------
+
+    def _receive(
+        self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]
+    ) -> None:
+        """Docker-registry-v2 uploads: open a session, append chunks, close it with a digest;
+        then a manifest whose blobs are all here."""
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if handler.command == "POST" and (found := _UPLOADS.fullmatch(path)) is not None:
+            session = uuid.uuid4().hex
+            self.uploads[session] = self.root / "uploads" / session
+            self.uploads[session].parent.mkdir(parents=True, exist_ok=True)
+            self.uploads[session].write_bytes(b"")
+            location = f"/v2/{found.group(1)}/{found.group(2)}/blobs/uploads/{session}"
+            self.send_json(handler, 202, b"", Location=location)
+        elif (found := _SESSION.fullmatch(path)) is not None and found.group(3) in self.uploads:
+            self._append(handler, found.group(3), body, query)
+        elif handler.command == "PUT" and (found := _MANIFEST.fullmatch(path)) is not None:
+            manifest = json.loads(body)
+            layers = [manifest["config"], *manifest["layers"]]
+            missing = [layer["digest"] for layer in layers if layer["digest"] not in self.blobs]
+            if missing:
+                self.send_json(handler, 400, b'{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}')
+                return
+            self.publish(f"{found.group(1)}/{found.group(2)}:{found.group(3)}", body)
+            self.send_json(handler, 201, b"")
+        else:
+            self.send_json(handler, 404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+
+    def _append(
+        self,
+        handler: BaseHTTPRequestHandler,
+        session: str,
+        body: bytes,
+        query: dict[str, list[str]],
+    ) -> None:
+        data = self.uploads[session]
+        with data.open("ab") as handle:
+            handle.write(body)
+        if handler.command == "PATCH":
+            size = data.stat().st_size
+            self.send_json(handler, 202, b"", Location=handler.path, Range=f"0-{size - 1}")
+            return
+        digest = query.get("digest", [""])[0]
+        del self.uploads[session]
+        if sha256_path(data) != digest:
+            data.unlink()
+            self.send_json(handler, 400, b'{"errors":[{"code":"DIGEST_INVALID"}]}')
+            return
+        self.blobs[digest] = data
+        self.send_json(handler, 201, b"")
 
     def _expected_token(self, scope: str) -> str:
         return "token-" + scope.replace(":", "-").replace("/", "-")
