@@ -9,6 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
+def short_digest(digest: str) -> str:
+    """The 12 hex digits Ollama shows in `pulling <hex>` and `pushing <hex>`."""
+    return digest.split(":", 1)[-1][:12]
+
+
 @dataclass(frozen=True, slots=True)
 class ProgressEvent:
     """One status update, shaped like Ollama's `{status, digest, total, completed}`."""

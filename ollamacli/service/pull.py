@@ -29,7 +29,7 @@ from ollamacli.errors import (
 )
 from ollamacli.gguffile import GGUFInfo, is_gguf, read_gguf
 from ollamacli.names import ModelName
-from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
+from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress, short_digest
 from ollamacli.registry.bundled import bundled_path, find_bundled
 from ollamacli.registry.hf import HuggingFaceHub, select_gguf
 from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
@@ -56,11 +56,6 @@ class RemoteBlob:
     digest: Digest
     size: int
     url: str
-
-
-def _short(digest: Digest) -> str:
-    """The 12 hex digits Ollama shows in `pulling <hex>`."""
-    return digest.split(":", 1)[-1][:12]
 
 
 class PullService:
@@ -194,7 +189,7 @@ class PullService:
         downloaded: dict[Digest, Digest | None] = {}
         try:
             for blob in blobs:
-                status = f"pulling {_short(blob.digest)}"
+                status = f"pulling {short_digest(blob.digest)}"
                 if self.store.blobs.exists(blob.digest):
                     progress(ProgressEvent(status, blob.digest, blob.size, blob.size))
                     continue

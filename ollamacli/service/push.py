@@ -12,15 +12,11 @@ from __future__ import annotations
 from ollamacli.config import Settings
 from ollamacli.errors import InvalidRequestError, ModelNotFoundError
 from ollamacli.names import ModelName
-from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
+from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress, short_digest
 from ollamacli.registry.ollama import OllamaRegistry, RegistryAuth, new_client
 from ollamacli.registry.policy import TransferOptions
 from ollamacli.registry.push import CHUNK_SIZE, RegistryUploader
 from ollamacli.store import Digest, Store
-
-
-def _short(digest: Digest) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 class PushService:
@@ -61,7 +57,11 @@ class PushService:
             registry = OllamaRegistry(client, model, insecure=insecure, options=self.options)
             uploader = RegistryUploader(registry, chunk_size=self.chunk_size)
             for layer in (*manifest.layers, manifest.config):
-                status, digest, size = f"pushing {_short(layer.digest)}", layer.digest, layer.size
+                status, digest, size = (
+                    f"pushing {short_digest(layer.digest)}",
+                    layer.digest,
+                    layer.size,
+                )
 
                 def report(
                     done: int, status: str = status, digest: Digest = digest, size: int = size

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +61,23 @@ class Terminal:
         subprocess.run(
             [self._tmux, "-L", self._socket, "kill-server"], capture_output=True, check=False
         )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ollamacli_command(args: str, **env: str) -> str:
+    """A shell line running `python -m ollamacli <args>` from the checkout in a clean
+    environment (plus `env`), then printing its exit status and staying open to be read."""
+    clean = {
+        "HOME": os.environ["HOME"],
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TERM": "xterm-256color",
+        "NO_COLOR": "1",
+        **env,
+    }
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in clean.items())
+    command = f"{shlex.quote(sys.executable)} -m ollamacli {args}"
+    return (
+        f"cd {shlex.quote(str(ROOT))} && env -i {assignments} {command}; echo EXITED=$?; sleep 600"
+    )

@@ -5,16 +5,12 @@ Keys go in with `tmux send-keys`; what a user would see comes back with `capture
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import sys
-from pathlib import Path
 
 import pytest
 
 from ollamacli.config import Settings
-from tests.e2e.terminal import Terminal
+from tests.e2e.terminal import Terminal, ollamacli_command
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
 
@@ -22,18 +18,11 @@ PROMPT_LINE = ">>> Send a message (/? for help)"
 
 
 def _run_command(settings: Settings) -> str:
-    env = {
-        "OLLAMA_MODELS": str(settings.models),
-        "OLLAMACLI_HOME": str(settings.data_dir),
-        "HOME": os.environ["HOME"],
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TERM": "xterm-256color",
-        "NO_COLOR": "1",
-    }
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    run = f"{shlex.quote(sys.executable)} -m ollamacli run smollm2:135m"
-    root = shlex.quote(str(Path(__file__).resolve().parents[2]))
-    return f"cd {root} && env -i {assignments} {run}; echo EXITED=$?; sleep 600"
+    return ollamacli_command(
+        "run smollm2:135m",
+        OLLAMA_MODELS=str(settings.models),
+        OLLAMACLI_HOME=str(settings.data_dir),
+    )
 
 
 def _answer_after(terminal: Terminal, question: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from ollamacli.cli import wiring
 from ollamacli.cli.output import human_bytes
 from ollamacli.registry.policy import TransferOptions
 from ollamacli.store import Manifest, Store
-from tests.e2e.terminal import Terminal
+from tests.e2e.terminal import Terminal, ollamacli_command
 from tests.fakes import FakeFactory
 from tests.servers.hub import HubServer
 from tests.servers.registry import RegistryServer
@@ -244,16 +243,8 @@ def test_pull_in_a_terminal_draws_bars_in_ollamas_order(
     terminal: Terminal, registry: RegistryServer, store: Store, big_gguf: Path
 ):
     manifest = Manifest.parse(registry.app.add_model("big", big_gguf, template="{{ .Prompt }}"))
-    env = {
-        "OLLAMA_MODELS": str(store.root),
-        "HOME": os.environ["HOME"],
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TERM": "xterm-256color",
-        "NO_COLOR": "1",
-    }
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    pull = f"{shlex.quote(sys.executable)} -m ollamacli pull --insecure {registry.name('big')}"
-    terminal.start(f"env -i {assignments} {pull}; echo EXITED=$?; sleep 600")
+    pull = f"pull --insecure {registry.name('big')}"
+    terminal.start(ollamacli_command(pull, OLLAMA_MODELS=str(store.root)))
     terminal.wait_for(r"EXITED=0", timeout=120)
 
     lines = [line.strip() for line in terminal.screen().splitlines() if line.strip()]
