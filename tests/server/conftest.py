@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import ollama
+import openai
 import pytest
 import uvicorn
 
@@ -124,3 +126,17 @@ def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
             _, err = process.communicate()
             pytest.fail(f"serve did not start: {err}")
         time.sleep(0.1)
+
+
+@pytest.fixture
+def client(live: LiveServer) -> Iterator[ollama.Client]:
+    """The official `ollama` Python client, pointed at `live`."""
+    with ollama.Client(host=live.url) as client:
+        yield client
+
+
+@pytest.fixture
+def oai(live: LiveServer) -> Iterator[openai.OpenAI]:
+    """The official `openai` client, pointed at `live`'s /v1."""
+    with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client

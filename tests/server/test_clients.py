@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import ollama
 import openai
 import pytest
 
 from tests.factories import make_tiny_gguf
 from tests.fakes import FakeFactory
-from tests.server.conftest import LiveServer
-
-
-@pytest.fixture
-def client(live: LiveServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=live.url) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(live: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
 
 
 def test_ollama_client_chat(client: ollama.Client, fake_factory: FakeFactory) -> None:

@@ -19,21 +19,11 @@ import pytest
 from ollamacli.server.openai_routes import chat_request
 from ollamacli.server.schemas import ChatCompletionBody
 from ollamacli.service.models import CreateSpec
+from tests.factories import WEATHER_TOOL
 from tests.fakes import FakeFactory
 from tests.server.conftest import LiveServer
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from typing import cast
 
 import ollama
 import openai
 import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
+from tests.factories import WEATHER_TOOL
 from tests.fakes import FakeFactory
-from tests.server.conftest import LiveServer
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Weather in Paris?"}]
-WEATHER: ChatCompletionFunctionToolParam = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = cast("ChatCompletionFunctionToolParam", WEATHER_TOOL)
 
 
 def get_weather(city: str) -> str:
@@ -37,18 +26,6 @@ def get_weather(city: str) -> str:
         city: The city name
     """
     return f"22 degrees in {city}"
-
-
-@pytest.fixture
-def client(live: LiveServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=live.url) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(live: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
 
 
 def test_ollama_client_tool_calls_from_a_python_function(

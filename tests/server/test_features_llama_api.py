@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import jsonschema
 import ollama
@@ -18,24 +18,14 @@ from pydantic import BaseModel, Field
 from ollamacli.config import Settings
 from ollamacli.service import build_services
 from ollamacli.service.models import CreateSpec
+from tests.factories import WEATHER_TOOL
 from tests.server.conftest import LiveServer, serve_in_thread
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
 
 MODEL = "smollm2:135m"
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
-WEATHER: ChatCompletionFunctionToolParam = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "The city name"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = cast("ChatCompletionFunctionToolParam", WEATHER_TOOL)
 
 
 class Pet(BaseModel):

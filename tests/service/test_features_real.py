@@ -19,6 +19,7 @@ from ollamacli.service import Services, build_services
 from ollamacli.service.chat import ChatDone, ChatRequest, GenerateRequest, ToolCallsChunk
 from ollamacli.service.embed import EmbedRequest
 from ollamacli.service.models import CreateSpec
+from tests.factories import WEATHER_TOOL
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
 
@@ -48,18 +49,7 @@ PERSON = {
     },
     "required": ["name", "age", "job", "address", "skills", "retired"],
 }
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "The city name"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 PARIS = (ChatMessage("user", "What is the weather in Paris?"),)
 
 
@@ -122,7 +112,7 @@ def test_a_required_tool_call_is_parsed_from_the_models_output(services, model):
     text, calls, done = run(services, request)
     assert text == ""
     assert [call.name for call in calls] == ["get_weather"]
-    jsonschema.validate(calls[0].arguments, WEATHER["function"]["parameters"])  # type: ignore[index]
+    jsonschema.validate(calls[0].arguments, WEATHER["function"]["parameters"])
     assert done.done_reason == "stop"
 
 

@@ -16,22 +16,11 @@ from ollamacli.errors import ContextLengthExceededError, InvalidRequestError
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import ChatDone, ChatRequest, ToolCallsChunk
 from ollamacli.service.models import CreateSpec
-from tests.factories import make_tiny_gguf
+from tests.factories import WEATHER_TOOL, make_tiny_gguf
 from tests.fakes import FakeFactory
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 ASK = (ChatMessage("user", "Weather in Paris?"),)
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 PARIS = ToolCall("get_weather", {"city": "Paris"})
