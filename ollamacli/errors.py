@@ -10,7 +10,8 @@ Real bugs are left to propagate as whatever Python raised.
     ├── InvalidRequestError(ValueError)   a malformed request or argument
     ├── ModelNotFoundError(LookupError)   .name
     ├── UnsupportedModelError             .architecture (preflight refuses an unloadable GGUF)
-    ├── StoreError
+    ├── StoreError                        (OSErrors of the store end here, without paths)
+    │   ├── InvalidGGUFError(ValueError)  a file that is not a sound GGUF (400)
     │   ├── DigestMismatchError           .expected, .actual
     │   ├── BlobNotFoundError(LookupError).digest
     │   └── DiskFullError
@@ -32,6 +33,8 @@ Real bugs are left to propagate as whatever Python raised.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class OllamaCliError(Exception):
@@ -114,6 +117,36 @@ class UnsupportedModelError(OllamaCliError):
 class StoreError(OllamaCliError):
     """Something wrong with the local model store."""
 
+    @classmethod
+    def from_os_error(cls, exc: OSError, doing: str, *, where: str = "") -> StoreError:
+        """A one-line error for a failed file operation, without any file path in the message.
+
+        `doing` says what failed ("cannot write to the model store"); the path (`where`) goes
+        into the hint only, which the CLI shows and the server does not send.
+        """
+        reason = (exc.strerror or type(exc).__name__).lower()
+        at = f" ({where})" if where else ""
+        if exc.errno == errno.ENOSPC:
+            return DiskFullError(where)
+        hints = {
+            errno.EACCES: f"check the permissions of the model store{at}",
+            errno.EPERM: f"check the permissions of the model store{at}",
+            errno.EROFS: f"the model store is on a read-only file system{at}",
+            errno.ENAMETOOLONG: "use shorter names",
+            errno.EDQUOT: f"the disk quota is exhausted{at}",
+        }
+        return cls(f"{doing}: {reason}", hint=hints.get(exc.errno or 0, where or None))
+
+
+class InvalidGGUFError(StoreError, ValueError):
+    """A file that is not a well-formed GGUF model or adapter; the message names the defect."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint or "the file is damaged or not a GGUF model: download or convert it again",
+        )
+
 
 class DigestMismatchError(StoreError):
     """Content whose sha256 differs from the digest it was announced with."""
@@ -144,9 +177,9 @@ class DiskFullError(StoreError):
 
     def __init__(self, path: str, *, message: str | None = None) -> None:
         super().__init__(
-            message or f"no space left on device while writing {path}",
+            message or "no space left on device while writing to the model store",
             hint="free some disk space (or point OLLAMA_MODELS elsewhere) and try again; "
-            "nothing was changed in the store",
+            f"nothing was changed in the store{f' ({path})' if path else ''}",
         )
         self.path = path
 

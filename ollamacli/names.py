@@ -16,10 +16,15 @@ DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 HF_HOSTS = ("hf.co", "huggingface.co")
 
+# Ollama's per-part limits (types/model/name.go isValidLen): host 1-350, the others 1-80.
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}")
 _MODEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+_LIMITS = {"host": 350, "namespace": 80, "model": 80, "tag": 80}
+NAME_MAX = 255
+"""Each part is a folder or file name under `manifests/`, which file systems cap at 255
+bytes: a longer host (Ollama allows 350) could be parsed but never stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +69,18 @@ class ModelName:
         )
         for pattern, part, label in checks:
             if not part:
-                raise InvalidModelNameError(raw, reason=f"empty {label}")
+                raise InvalidModelNameError(_clip(raw), reason=f"empty {label}")
+            limit = min(_LIMITS[label], NAME_MAX)
+            if len(part) > limit:
+                raise InvalidModelNameError(
+                    _clip(raw), reason=f"{label} is {len(part)} characters long (at most {limit})"
+                )
             if not pattern.fullmatch(part):
-                raise InvalidModelNameError(raw, reason=f"bad characters in {label} {part!r}")
+                raise InvalidModelNameError(
+                    _clip(raw), reason=f"bad characters in {label} {_clip(part)!r}"
+                )
         if ".." in self.host:
-            raise InvalidModelNameError(raw, reason="'..' is not allowed")
+            raise InvalidModelNameError(_clip(raw), reason="'..' is not allowed")
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -110,6 +122,11 @@ class ModelName:
 
     def __str__(self) -> str:
         return self.short
+
+
+def _clip(text: str, size: int = 60) -> str:
+    """A long name shortened for an error message."""
+    return text if len(text) <= size else f"{text[: size // 2]}...{text[-size // 4 :]}"
 
 
 def parse_name(text: str) -> ModelName:

@@ -166,7 +166,7 @@ def test_prune_removes_old_unreferenced_and_temp_files(store):
     keep = _model(store, b"keep")
     store.commit(ModelName.parse("k"), keep.to_bytes())
     orphan = store.blobs.write_bytes(b"orphan")
-    temp = store.blobs.temp_path()
+    temp = store.blobs.root / ".tmp-0123abcd"  # no lease names it: only the grace period counts
     temp.write_bytes(b"junk")
     old = time.time() - 7200
     for path in (store.blobs.path(orphan), temp, *(store.blobs.path(d) for d in keep.digests)):

@@ -17,7 +17,7 @@ from ollamacli.cli import run as _run  # noqa: F401  (registers commands)
 from ollamacli.cli import serve as _serve  # noqa: F401  (registers commands)
 from ollamacli.cli.app import app
 from ollamacli.cli.output import print_error
-from ollamacli.errors import OllamaCliError
+from ollamacli.errors import OllamaCliError, StoreError
 
 __all__ = ["app", "main"]
 
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("\n")
         sys.exit(130)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the environment failed (disk, permissions), not ollamacli
+        error = StoreError.from_os_error(exc, "file system error", where=str(exc.filename or ""))
+        print_error(error.message, error.hint)
+        sys.exit(1)
     except Exception as exc:
         show = getattr(exc, "show", None)
         if callable(show) and isinstance(getattr(exc, "exit_code", None), int):

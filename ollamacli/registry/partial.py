@@ -9,7 +9,6 @@ A finished download enters `blobs/sha256-<hex>` only through `commit_download`, 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ollamacli.errors import DigestMismatchError, DiskFullError, StoreError
+from ollamacli.errors import DigestMismatchError, StoreError
 from ollamacli.store.blobs import BlobStore, Digest
 
 
@@ -81,10 +80,11 @@ def plan_parts(total: int, part_size: int) -> list[Part]:
 
 
 def store_error(exc: OSError, path: Path) -> StoreError:
-    """The store error for a failed write (`DiskFullError` when the disk is full)."""
-    if exc.errno == errno.ENOSPC:
-        return DiskFullError(str(path))
-    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
+    """The store error for a failed write (`DiskFullError` when the disk is full); the path
+    goes into the hint only."""
+    return StoreError.from_os_error(
+        exc, "cannot write a download into the model store", where=str(path)
+    )
 
 
 class PartialDownload:
@@ -242,26 +242,13 @@ def commit_download(blobs: BlobStore, digest: Digest, hashed: Digest | None = No
 
     `hashed` is the digest computed while downloading (`PrefixHasher`); without it the file is
     hashed now. Raises `DigestMismatchError` (after deleting the bad data) when they differ.
+    The blob enters the store through `BlobStore.commit`, so the pull's writer lease records it.
     """
     state = PartialDownload(blobs, digest)
     try:
-        if hashed is None:
-            path = blobs.commit(state.path, digest)
-        elif hashed != digest:
-            raise DigestMismatchError(digest, hashed)
-        else:
-            path = _move_into_place(state.path, blobs.path(digest))
+        path = blobs.commit(state.path, digest, hashed)
     except DigestMismatchError:
         state.discard()
         raise
     state.finish()
     return path
-
-
-def _move_into_place(source: Path, final: Path) -> Path:
-    try:
-        source.replace(final)
-        final.chmod(0o644)
-    except OSError as exc:
-        raise store_error(exc, final) from exc
-    return final

@@ -90,6 +90,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(embeddings.router)
     app.add_exception_handler(OllamaCliError, _known_error)
+    app.add_exception_handler(OSError, _known_error)  # one line, no path (see server.errors)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # add_middleware wraps: the last added is the outermost.

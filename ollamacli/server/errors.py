@@ -15,6 +15,7 @@ from ollamacli.errors import (
     DiskFullError,
     EngineError,
     FinetuneError,
+    InvalidGGUFError,
     InvalidModelNameError,
     InvalidOptionError,
     InvalidRequestError,
@@ -42,6 +43,7 @@ STATUS: dict[type[Exception], int] = {
     DatasetError: 400,
     FinetuneError: 400,  # an adapter that cannot be converted for this base
     DigestMismatchError: 400,
+    InvalidGGUFError: 400,  # a damaged or crafted GGUF (create, pull)
     UnsupportedModelError: 400,
     TemplateError: 400,
     ContextLengthExceededError: 400,
@@ -68,8 +70,16 @@ OPENAI_TYPES: dict[int, str] = {
 }
 
 
+def _translated(exc: Exception) -> Exception:
+    """A file-system failure the core did not translate, as a `StoreError` (no path in it)."""
+    if isinstance(exc, OSError):
+        return StoreError.from_os_error(exc, "file system error")
+    return exc
+
+
 def status_for(exc: Exception) -> int:
     """The HTTP status for an exception (500 for anything not in the table)."""
+    exc = _translated(exc)
     for cls in type(exc).__mro__:
         status = STATUS.get(cls)
         if status is not None:
@@ -79,6 +89,7 @@ def status_for(exc: Exception) -> int:
 
 def message_for(exc: Exception) -> str:
     """The message clients see: ours for deliberate errors, a generic one for bugs."""
+    exc = _translated(exc)
     return exc.message if isinstance(exc, OllamaCliError) else INTERNAL_ERROR
 
 

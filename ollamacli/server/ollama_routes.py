@@ -16,8 +16,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ollamacli import __version__
-from ollamacli.errors import BlobNotFoundError, InvalidRequestError, OllamaCliError, StoreError
-from ollamacli.gguffile import is_gguf, read_gguf
+from ollamacli.errors import BlobNotFoundError, InvalidRequestError, OllamaCliError
+from ollamacli.gguffile import check_gguf, is_gguf
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink
 from ollamacli.registry.bundled import find_bundled
@@ -173,12 +173,7 @@ def _check_uploaded(store: Store, spec: CreateSpec) -> None:
         path = store.blobs.path(digest)
         if not is_gguf(path):
             raise InvalidRequestError(f"supplied file {digest} was not in GGUF format")
-        try:
-            read_gguf(path, with_tensors=False)
-        except StoreError as exc:
-            raise InvalidRequestError(
-                f"supplied file {digest} is not a valid GGUF: {exc}"
-            ) from None
+        check_gguf(path, source=f"supplied file {digest}")  # 400 naming the defect
 
 
 def _create(services: Services, name: str, spec: CreateSpec, sink: ProgressSink) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ollamacli.engine.support import check_architecture
 from ollamacli.engine.templates import validate_template
 from ollamacli.errors import InvalidRequestError, ModelfileError, ModelNotFoundError, StoreError
-from ollamacli.gguffile import GGUFInfo, human_number, is_gguf, read_gguf
+from ollamacli.gguffile import GGUFInfo, check_gguf, human_number
 from ollamacli.modelfile import Message, Modelfile
 from ollamacli.names import ModelName
 from ollamacli.parameters import OptionValue, validate_options
@@ -93,6 +93,12 @@ def _local_path(value: str, folder: Path, source: str) -> Path | None:
     path = path if path.is_absolute() else folder / path
     looks_like_path = value.startswith((".", "/", "~")) or value.lower().endswith(".gguf")
     if path.exists():
+        if not (path.is_file() or path.is_dir()):  # stat only: opening a FIFO would block
+            raise ModelfileError(
+                f"FROM {path} is not a regular file",
+                path=source,
+                hint="FROM takes a .gguf file, a folder holding one, or a model name",
+            )
         return path
     if looks_like_path:
         raise ModelfileError(
@@ -107,6 +113,12 @@ def _adapter_path(value: str, folder: Path, source: str) -> Path:
     if not path.exists():
         raise ModelfileError(
             f"ADAPTER file not found: {path}", path=source, hint="check the ADAPTER path"
+        )
+    if not (path.is_file() or path.is_dir()):
+        raise ModelfileError(
+            f"ADAPTER {path} is not a regular file",
+            path=source,
+            hint="ADAPTER takes a GGUF LoRA file or a PEFT adapter folder, not a pipe or device",
         )
     return path
 
@@ -173,15 +185,21 @@ class ModelService:
     def create(
         self, name: str, spec: CreateSpec, progress: ProgressSink = ignore_progress
     ) -> ModelName:
-        """Build a model from a spec and write its manifest last."""
+        """Build a model from a spec and write its manifest last.
+
+        Leftovers of dead writers are cleaned up first; the whole build holds a writer lease,
+        so a failure removes the blobs it made and a kill leaves them to the next cleanup.
+        """
         target = ModelName.parse(name)
-        progress(ProgressEvent("gathering model components"))
-        draft = self._base(spec, progress)
-        self._apply_adapters(draft, spec, progress)
-        self._apply_overrides(draft, spec)
-        manifest = self._finish(draft)
-        progress(ProgressEvent("writing manifest"))
-        self.store.commit(target, manifest.to_bytes(), prune=self.prune)
+        self.store.cleanup(prune=self.prune)
+        with self.store.writing():
+            progress(ProgressEvent("gathering model components"))
+            draft = self._base(spec, progress)
+            self._apply_adapters(draft, spec, progress)
+            self._apply_overrides(draft, spec)
+            manifest = self._finish(draft)
+            progress(ProgressEvent("writing manifest"))
+            self.store.commit(target, manifest.to_bytes(), prune=self.prune)
         progress(ProgressEvent("success"))
         return target
 
@@ -209,9 +227,10 @@ class ModelService:
                     hint="point FROM at a .gguf file (safetensors import is not supported)",
                 )
             path = found[0]
-        if not is_gguf(path):
+        if not path.is_file():  # stat only: opening a FIFO would block
             raise ModelfileError(
-                f"{path} is not a GGUF file", hint="FROM needs a .gguf model file or a model name"
+                f"{path} is not a regular file",
+                hint="FROM needs a .gguf model file or a model name",
             )
         return path
 
@@ -219,7 +238,7 @@ class ModelService:
         self, path: Path, progress: ProgressSink, digest: Digest | None = None
     ) -> _Draft:
         progress(ProgressEvent("parsing GGUF"))
-        info = read_gguf(path)
+        info = check_gguf(path, source=digest)
         if info.is_adapter:
             raise ModelfileError(f"{path} is a LoRA adapter; use it with ADAPTER, not FROM")
         check_architecture(info.architecture)
@@ -247,7 +266,7 @@ class ModelService:
             layers.append(self._adapter_layer(path, draft, progress))
         for digest in spec.adapter_digests:
             path = self.store.blobs.require(digest)
-            self._check_adapter(path)
+            self._check_adapter(path, source=digest)
             layers.append(_layer(MEDIA_ADAPTER, digest, path.stat().st_size))
         if spec.adapter_uploads:
             with self._uploaded_folder(spec.adapter_uploads) as folder:
@@ -267,7 +286,7 @@ class ModelService:
         progress(ProgressEvent("converting adapter"))
         converted = self.adapter_converter(path, self.store.blobs.require(draft.model.digest))
         try:
-            self._check_adapter(converted)
+            self._check_adapter(converted, source="the converted adapter")
             return self._add_file(converted, MEDIA_ADAPTER, progress)
         finally:
             converted.unlink(missing_ok=True)
@@ -286,10 +305,11 @@ class ModelService:
             yield folder
 
     @staticmethod
-    def _check_adapter(path: Path) -> None:
-        if not is_gguf(path) or not read_gguf(path, with_tensors=False).is_adapter:
+    def _check_adapter(path: Path, source: str | None = None) -> None:
+        """A sound GGUF (see `check_gguf`) that is a LoRA adapter."""
+        if not check_gguf(path, source=source).is_adapter:
             raise ModelfileError(
-                f"{path} is not a GGUF LoRA adapter",
+                f"{source or path} is not a GGUF LoRA adapter",
                 hint="ADAPTER takes a GGUF LoRA file or a PEFT adapter folder",
             )
 
@@ -358,8 +378,10 @@ class ModelService:
         self.store.copy(src, dst)
 
     def delete(self, name: str) -> list[Digest]:
-        """`rm`: remove a model and the blobs nothing else uses."""
-        return self.store.delete(ModelName.parse(name))
+        """`rm`: remove a model and the blobs nothing else uses (and dead writers' leftovers)."""
+        model = ModelName.parse(name)
+        self.store.cleanup(prune=self.prune)
+        return self.store.delete(model)
 
 
 def _layer(media_type: str, digest: Digest, size: int) -> Layer:

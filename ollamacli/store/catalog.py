@@ -3,13 +3,19 @@
 Every change to the set of manifests happens under one file lock, and a manifest is only
 written after checking that every blob it names is present. Removing or overwriting a
 manifest deletes the blobs no remaining manifest refers to.
+
+Leftovers of writers that died (kill -9 during a copy, a crash between the blob and the
+manifest) are found through their writer leases (`store.writers`) and removed by `cleanup`,
+which the next create, pull and rm run; `prune` (serve's start-up, unless OLLAMA_NOPRUNE) also
+removes unreferenced blobs and abandoned downloads after a grace period.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +23,9 @@ from pathlib import Path
 
 from ollamacli.errors import BlobNotFoundError, StoreError
 from ollamacli.names import ModelName
-from ollamacli.store.blobs import PARTIAL_SUFFIX, TEMP_PREFIX, BlobStore, Digest
+from ollamacli.store import writers
+from ollamacli.store.blobs import LOCK_NAME, PARTIAL_SUFFIX, WRITE_FAILED, BlobStore, Digest
+from ollamacli.store.failures import os_errors
 from ollamacli.store.manifests import (
     MEDIA_ADAPTER,
     MEDIA_LICENSE,
@@ -33,7 +41,8 @@ from ollamacli.store.manifests import (
     ManifestStore,
 )
 
-LOCK_NAME = ".ollamacli.lock"
+__all__ = ["LOCK_NAME", "PRUNE_GRACE_SECONDS", "ResolvedModel", "Store"]
+
 PRUNE_GRACE_SECONDS = 3600.0
 
 
@@ -72,11 +81,41 @@ class Store:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's lock (for changes to the set of manifests)."""
-        from filelock import FileLock  # imported here: `list` never locks, and starts faster
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / LOCK_NAME)):
+        with self.blobs.locked():
             yield
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Run an operation that adds blobs (create, pull) under one writer lease.
+
+        If the operation fails, the blobs it made that no manifest references are removed
+        (whatever OLLAMA_NOPRUNE says: they never belonged to a model). Nested calls (create
+        pulling its FROM model) share the outer lease.
+        """
+        if writers.current(self.blobs.root) is not None:
+            yield
+            return
+        with os_errors(WRITE_FAILED, where=self.blobs.root):
+            lease = writers.acquire(self.blobs.root)
+        try:
+            with writers.holding(lease):
+                yield
+        except BaseException:
+            made = [Digest(d) for d in lease.made]
+            lease.release()  # first, so that our own lease no longer spares them
+            with contextlib.suppress(OSError, StoreError):
+                self._collect(made)
+            raise
+        lease.release()
+
+    def cleanup(self, *, prune: bool = True) -> list[Path]:
+        """Remove what dead writers left behind: their temporary files and the blobs they made
+        that no manifest references (nothing a live writer holds is touched).
+
+        With `prune` (not OLLAMA_NOPRUNE), downloads abandoned for the grace period go too.
+        Create, pull and rm run this first.
+        """
+        return self.prune(unreferenced=False) if prune else self._collect([])
 
     def resolve(self, name: ModelName) -> ResolvedModel:
         """Load a model's manifest and the small blobs it refers to."""
@@ -143,42 +182,77 @@ class Store:
             manifest = self.manifests.delete(name)
             return self._remove_unreferenced(list(manifest.digests))
 
-    def prune(self, *, grace_seconds: float = PRUNE_GRACE_SECONDS) -> list[Path]:
-        """Delete unreferenced blobs, stale temporary files and abandoned downloads.
+    def prune(
+        self, *, grace_seconds: float = PRUNE_GRACE_SECONDS, unreferenced: bool = True
+    ) -> list[Path]:
+        """`cleanup`, plus abandoned downloads and (with `unreferenced`) unreferenced blobs.
 
         Only files untouched for the grace period go. A download in progress is one unit (its
         `-partial` data file, `-partial-<N>` part files and lock): it is removed whole once
-        none of its files changed for the grace period (Ollama removes partial downloads at
-        start-up too), never piecemeal, which would leave a download that cannot resume.
+        none of its files changed for the grace period and no process holds its lock (Ollama
+        removes partial downloads at start-up too), never piecemeal, which would leave a
+        download that cannot resume.
         """
-        removed: list[Path] = []
         if not self.blobs.root.is_dir():
-            return removed
-        with self.locked():
+            return []
+        with self.locked(), os_errors("cannot clean up the model store", where=self.root):
+            removed = self._sweep([])
             referenced = self.referenced()
             cutoff = time.time() - grace_seconds
             downloads: dict[str, list[Path]] = {}
             for entry in self.blobs.root.iterdir():
-                if not entry.is_file():
-                    continue
                 name = entry.name
                 if name.startswith("sha256-") and PARTIAL_SUFFIX in name:
                     downloads.setdefault(name[: name.index(PARTIAL_SUFFIX)], []).append(entry)
-                    continue
-                if entry.stat().st_mtime > cutoff:
-                    continue
-                stale_blob = (
-                    name.startswith("sha256-") and name.replace("-", ":", 1) not in referenced
-                )
-                if name.startswith(TEMP_PREFIX) or stale_blob:
+                elif _is_stale(entry, cutoff, referenced if unreferenced else None):
                     entry.unlink(missing_ok=True)
                     removed.append(entry)
             for files in downloads.values():
-                if all(_mtime(path) <= cutoff for path in files):
+                if _is_abandoned(files, cutoff):
                     for path in files:
                         path.unlink(missing_ok=True)
                         removed.append(path)
         return removed
+
+    def _collect(self, made: Iterable[Digest]) -> list[Path]:
+        """`_sweep` under the store lock."""
+        if not self.blobs.root.is_dir():
+            return []
+        with self.locked(), os_errors("cannot clean up the model store", where=self.root):
+            return self._sweep(made)
+
+    def _sweep(self, made: Iterable[Digest]) -> list[Path]:
+        """Remove dead writers' leftovers and the blobs in `made` (a failed writer's own),
+        sparing any blob a manifest references or a live writer has recorded.
+
+        Runs under the store lock, as blobs only enter the store under it (`BlobStore.place`).
+        """
+        dead, live, spared = writers.survey(self.blobs.root)
+        removed: list[Path] = []
+        try:
+            doomed = {*made, *(Digest(d) for lease in dead for d in lease.made)}
+            keep = self.referenced() | {Digest(d) for d in spared}
+            for digest in sorted(doomed - keep):
+                if self.blobs.exists(digest):
+                    self.blobs.delete(digest)
+                    removed.append(self.blobs.path(digest))
+            gone = {lease.id for lease in dead}
+            for entry in self.blobs.root.iterdir():
+                owner = writers.lease_id(entry.name)
+                dead_temp = owner is not None and (
+                    owner in gone or (owner not in live and not self._is_live(owner))
+                )
+                if dead_temp or _is_dead_part_state(entry):
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        finally:
+            for lease in dead:
+                lease.close()
+        return removed
+
+    def _is_live(self, lease_id: str) -> bool:
+        """Whether a lease taken after the survey is held (its writer may just have begun)."""
+        return writers.is_locked(self.blobs.root / f"{writers.WRITER_PREFIX}{lease_id}")
 
     def referenced(self) -> set[Digest]:
         """Every digest some manifest refers to."""
@@ -196,10 +270,10 @@ class Store:
     def _remove_unreferenced(self, candidates: list[Digest]) -> list[Digest]:
         if not candidates:
             return []
-        referenced = self.referenced()
+        keep = self.referenced() | {Digest(d) for d in writers.recorded(self.blobs.root)}
         removed = []
         for digest in dict.fromkeys(candidates):
-            if digest not in referenced and self.blobs.exists(digest):
+            if digest not in keep and self.blobs.exists(digest):
                 self.blobs.delete(digest)
                 removed.append(digest)
         return removed
@@ -229,3 +303,32 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
+
+
+def _is_stale(entry: Path, cutoff: float, referenced: set[Digest] | None) -> bool:
+    """An old temporary file of an unknown writer, or (given the referenced digests) an old
+    blob no manifest uses."""
+    name = entry.name
+    is_temp = name.startswith(writers.TEMP_PREFIX)
+    is_blob = referenced is not None and name.startswith("sha256-")
+    if not (is_temp or is_blob) or not entry.is_file() or _mtime(entry) > cutoff:
+        return False
+    return is_temp or (referenced is not None and name.replace("-", ":", 1) not in referenced)
+
+
+def _is_abandoned(files: list[Path], cutoff: float) -> bool:
+    """A download none of whose files changed since `cutoff` and whose lock nobody holds."""
+    locks = [path for path in files if path.name.endswith(".lock")]
+    if any(writers.is_locked(path) for path in locks):
+        return False
+    return all(_mtime(path) <= cutoff for path in files)
+
+
+def _is_dead_part_state(entry: Path) -> bool:
+    """A download's part-state temporary file (`.sha256-<hex>-partial-<N>.tmp`, see
+    `registry.partial`) left by a writer that died between writing and renaming it."""
+    name = entry.name
+    if not (name.startswith(".sha256-") and name.endswith(".tmp") and PARTIAL_SUFFIX in name):
+        return False
+    lock = entry.with_name(name[1 : name.index(PARTIAL_SUFFIX)] + PARTIAL_SUFFIX + ".lock")
+    return not writers.is_locked(lock)

@@ -7,7 +7,6 @@ only after every blob they name is in the store; pulled manifests are stored byt
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -16,9 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Final
 
-from ollamacli.errors import DiskFullError, ModelNotFoundError, StoreError
+from ollamacli.errors import ModelNotFoundError, StoreError
 from ollamacli.names import ModelName
 from ollamacli.store.blobs import Digest, parse_digest
+from ollamacli.store.failures import os_errors
 
 MANIFEST_MEDIA_TYPE: Final = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE: Final = "application/vnd.docker.container.image.v1+json"
@@ -148,6 +148,10 @@ class ManifestStore:
 
     def locate(self, name: ModelName) -> Path | None:
         """The existing manifest file for a name, matched case-insensitively like Ollama."""
+        with os_errors("cannot read the model store", where=self.root, name=name.short):
+            return self._locate(name)
+
+    def _locate(self, name: ModelName) -> Path | None:
         exact = self.path_for(name)
         if exact.is_file():
             return exact
@@ -166,7 +170,8 @@ class ManifestStore:
         path = self.locate(name)
         if path is None:
             raise ModelNotFoundError(name.short)
-        return self._entry(path)
+        with os_errors("cannot read a manifest", where=path):
+            return self._entry(path)
 
     def exists(self, name: ModelName) -> bool:
         """True when a manifest exists for the name."""
@@ -176,22 +181,23 @@ class ManifestStore:
         """Atomically write manifest bytes (reusing an existing path of another letter case)."""
         Manifest.parse(data)  # never store something we could not read back
         path = self.locate(name) or self.path_for(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        try:
-            temp.write_bytes(data)
-            temp.replace(path)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC:
-                raise DiskFullError(str(path)) from exc
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        with os_errors("cannot write a manifest", where=path, name=name.short):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_bytes(data)
+                temp.replace(path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    temp.unlink(missing_ok=True)
+                raise
         return path
 
     def delete(self, name: ModelName) -> Manifest:
         """Remove a manifest and empty folders above it; returns what it listed."""
         entry = self.get(name)
-        entry.path.unlink()
+        with os_errors("cannot remove a manifest", where=entry.path):
+            entry.path.unlink()
         folder = entry.path.parent
         while folder != self.root and folder.is_dir():
             with contextlib.suppress(OSError):
@@ -201,14 +207,16 @@ class ManifestStore:
 
     def entries(self) -> list[ManifestEntry]:
         """Every readable manifest (exactly four levels deep, as Ollama globs them)."""
-        if not self.root.is_dir():
-            return []
+        with os_errors("cannot list the model store", where=self.root):
+            if not self.root.is_dir():
+                return []
+            paths = list(self.root.glob("*/*/*/*"))
         found = []
-        for path in self.root.glob("*/*/*/*"):
-            if not path.is_file() or path.name.startswith("."):
-                continue
-            with contextlib.suppress(StoreError, ValueError):
-                found.append(self._entry(path))
+        for path in paths:
+            # One unreadable or malformed manifest must not hide the others.
+            with contextlib.suppress(StoreError, ValueError, OSError):
+                if path.is_file() and not path.name.startswith("."):
+                    found.append(self._entry(path))
         return found
 
     def _entry(self, path: Path) -> ManifestEntry:
