@@ -94,7 +94,8 @@ _KV_MIN_BYTES = 8 + 4 + 1
 _TENSOR_MIN_BYTES = 8 + 4 + 4 + 8
 """The smallest tensor entry: an empty name's length, n_dims (0), type, offset."""
 
-# ggml tensor types: (elements per block, bytes per block), after ggml's `type_traits`.
+# ggml tensor types: (elements per block, bytes per block), after ggml's `type_traits` and
+# gguf-py's GGML_QUANT_SIZES (a test keeps them equal).
 GGML_TYPES: dict[int, tuple[int, int]] = {
     0: (1, 4),  # F32
     1: (1, 2),  # F16
@@ -103,7 +104,7 @@ GGML_TYPES: dict[int, tuple[int, int]] = {
     6: (32, 22),  # Q5_0
     7: (32, 24),  # Q5_1
     8: (32, 34),  # Q8_0
-    9: (32, 36),  # Q8_1
+    9: (32, 40),  # Q8_1 (as gguf-py sizes it; never a storage type)
     10: (256, 84),  # Q2_K
     11: (256, 110),  # Q3_K
     12: (256, 144),  # Q4_K
@@ -128,6 +129,8 @@ GGML_TYPES: dict[int, tuple[int, int]] = {
     34: (256, 54),  # TQ1_0
     35: (256, 66),  # TQ2_0
     39: (32, 17),  # MXFP4
+    40: (64, 36),  # NVFP4
+    41: (128, 18),  # Q1_0
 }
 
 GGUFValue = int | float | bool | str | list["GGUFValue"]

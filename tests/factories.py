@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,60 @@ def make_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def make_bad_gguf(path: Path, defect: str) -> Path:
+    """A GGUF file with one defect an outside probe sent: `nested` (arrays nested 100 000 deep,
+    which made a recursive reader blow its stack), `truncated` (a sound header, the tensor data
+    cut short) or `tensorless` (a sound header and no tensor at all)."""
+    if defect == "nested":
+        key = b"evil"
+        kv = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9)
+        path.write_bytes(
+            b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + kv + struct.pack("<IQ", 9, 1) * 100_000
+        )
+    elif defect == "truncated":
+        whole = make_tiny_gguf(path).read_bytes()
+        path.write_bytes(whole[:-64])
+    elif defect == "tensorless":
+        writer = GGUFWriter(str(path), "llama")
+        writer.add_context_length(256)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    else:
+        raise ValueError(defect)
+    return path
+
+
+def make_big_gguf(path: Path, size: int, *, adapter: bool = False) -> Path:
+    """A sound GGUF of about `size` bytes, quick to make: a header and one F32 tensor whose data
+    is a hole in a sparse file (slow enough to copy that a test can interrupt the copy)."""
+
+    def string(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    kvs = [string("general.architecture") + struct.pack("<I", 8) + string("llama")]
+    if adapter:
+        kvs.append(string("general.type") + struct.pack("<I", 8) + string("adapter"))
+    elements = size // 4
+    name = "blk.0.attn_q.weight.lora_a" if adapter else "token_embd.weight"
+    tensor = string(name) + struct.pack("<IQIQ", 1, elements, 0, 0)
+    header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kvs)) + b"".join(kvs) + tensor
+    start = -(-len(header) // 32) * 32
+    with path.open("wb") as out:
+        out.write(header)
+        out.truncate(start + elements * 4)
+    return path
+
+
+BAD_GGUFS = {
+    "nested": "arrays of arrays are not supported",
+    "truncated": "truncated GGUF file",
+    "tensorless": "the GGUF file has no tensors",
+}
+"""`make_bad_gguf` defects and what the error must say."""
 
 
 def bundled_gguf() -> Path:

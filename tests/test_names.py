@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ollamacli.errors import InvalidModelNameError
@@ -68,3 +70,26 @@ def test_name_key_is_case_insensitive():
 def test_name_scheme_is_kept():
     assert ModelName.parse("http://h:1/a/b:c").scheme == "http"
     assert ModelName.parse("h:1/a/b:c").scheme == "https"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("h" * 256 + "/ns/m:t", "host is 256 characters long (at most 255)"),
+        ("h" * 350 + "/ns/m:t", "host is 350 characters long (at most 255)"),
+        ("h" * 351 + "/ns/m:t", "host is 351 characters long (at most 255)"),
+        ("host/" + "n" * 81 + "/m", "namespace is 81 characters long (at most 80)"),
+        ("m" * 81, "model is 81 characters long (at most 80)"),
+        ("m:" + "t" * 81, "tag is 81 characters long (at most 80)"),
+    ],
+    ids=["host-256", "host-350", "host-351", "namespace", "model", "tag"],
+)
+def test_name_parts_have_ollamas_length_limits_and_fit_the_file_system(text, problem):
+    with pytest.raises(InvalidModelNameError, match=re.escape(problem)) as caught:
+        ModelName.parse(text)
+    assert len(str(caught.value)) < 200  # the name is shortened in the message
+
+
+def test_name_parts_at_their_limits_are_accepted():
+    name = ModelName.parse("h" * 255 + "/" + "n" * 80 + "/" + "m" * 80 + ":" + "t" * 80)
+    assert [len(part) for part in name.parts] == [255, 80, 80, 80]
