@@ -76,9 +76,10 @@ def make_bad_gguf(path: Path, defect: str) -> Path:
     return path
 
 
-def make_big_gguf(path: Path, size: int, *, adapter: bool = False) -> Path:
+def make_big_gguf(path: Path, size: int, *, adapter: bool = False, vocab: int = 0) -> Path:
     """A sound GGUF of about `size` bytes, quick to make: a header and one F32 tensor whose data
-    is a hole in a sparse file (slow enough to copy that a test can interrupt the copy)."""
+    is a hole in a sparse file (slow enough to copy that a test can interrupt the copy). With
+    `vocab`, a token list of that many empty strings makes its header slow to check."""
 
     def string(text: str) -> bytes:
         return struct.pack("<Q", len(text)) + text.encode()
@@ -86,6 +87,9 @@ def make_big_gguf(path: Path, size: int, *, adapter: bool = False) -> Path:
     kvs = [string("general.architecture") + struct.pack("<I", 8) + string("llama")]
     if adapter:
         kvs.append(string("general.type") + struct.pack("<I", 8) + string("adapter"))
+    if vocab:
+        tokens = struct.pack("<IIQ", 9, 8, vocab) + bytes(8 * vocab)
+        kvs.append(string("tokenizer.ggml.tokens") + tokens)
     elements = size // 4
     name = "blk.0.attn_q.weight.lora_a" if adapter else "token_embd.weight"
     tensor = string(name) + struct.pack("<IQIQ", 1, elements, 0, 0)

@@ -36,7 +36,11 @@ def _verify_store(store: Store) -> None:
     for entry in entries:
         for digest in entry.manifest.digests:
             assert store.blobs.verify(digest), digest
-    leftovers = [p.name for p in (store.root / "blobs").iterdir() if "partial" in p.name]
+    leftovers = [
+        p.name
+        for p in (store.root / "blobs").iterdir()
+        if "partial" in p.name or p.name.startswith(".")  # downloads, temp files, leases
+    ]
     assert leftovers == []
 
 
