@@ -16,7 +16,13 @@ from pathlib import Path
 
 from ollamacli.engine.support import check_architecture
 from ollamacli.engine.templates import validate_template
-from ollamacli.errors import InvalidRequestError, ModelfileError, ModelNotFoundError, StoreError
+from ollamacli.errors import (
+    BlobNotFoundError,
+    InvalidRequestError,
+    ModelfileError,
+    ModelNotFoundError,
+    StoreError,
+)
 from ollamacli.gguffile import GGUFInfo, check_gguf, human_number
 from ollamacli.modelfile import Message, Modelfile
 from ollamacli.names import ModelName
@@ -212,6 +218,9 @@ class ModelService:
         if spec.from_model is None:
             raise InvalidRequestError("neither 'from' or 'files' was specified")
         source = self.ensure(spec.from_model, progress)
+        for digest in source.manifest.digests:  # an `rm` of the source meanwhile spares them
+            if not self.store.blobs.rely(digest):
+                raise BlobNotFoundError(digest)
         model_layer = source.manifest.find(MEDIA_MODEL)[0]
         others = [la for la in source.manifest.layers if la.media_type != MEDIA_MODEL]
         config = dict(source.config)

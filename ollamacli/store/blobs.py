@@ -138,9 +138,18 @@ class BlobStore:
     def write_bytes(self, data: bytes) -> Digest:
         """Store some bytes; returns their digest. Identical content is stored once."""
         digest = sha256_bytes(data)
-        if not self.exists(digest):
+        if not self.rely(digest):
             self._write_chunks([data], digest)
         return digest
+
+    def rely(self, digest: Digest) -> bool:
+        """Note that the current writer uses an existing blob (so cleanup and rm spare it until
+        the writer's manifest is written); False when the blob is not there."""
+        with self.lease() as lease, self.locked():
+            if not self.path(digest).is_file():
+                return False
+            lease.record(digest, made=False)
+        return True
 
     def import_file(
         self, source: Path, progress: ProgressCallback | None = None
