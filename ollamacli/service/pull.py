@@ -38,7 +38,7 @@ from ollamacli.registry.policy import TransferOptions
 from ollamacli.registry.transfer import Downloader
 from ollamacli.service.models import Fetcher, ModelService, config_for
 from ollamacli.store import Digest, Layer, Manifest, Store
-from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL
+from ollamacli.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_ADAPTER, MEDIA_MODEL
 
 DiskFree = Callable[[Path], int]
 """Free bytes on the filesystem holding a folder."""
@@ -131,6 +131,9 @@ class PullService:
             self._fetch(downloader, blobs, progress)
         for layer in manifest.find(MEDIA_MODEL):
             self._preflight(layer.digest, model)
+        for layer in manifest.find(MEDIA_ADAPTER):
+            path = self.store.blobs.require(layer.digest)
+            check_gguf(path, source=f"the adapter layer of {model.short}")
         self._write_manifest(model, raw, progress)
 
     def _pull_huggingface(self, model: ModelName, progress: ProgressSink) -> None:
