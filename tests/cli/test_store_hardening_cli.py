@@ -8,6 +8,7 @@ files of a writer still at work survive.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,26 @@ def test_cli_create_refuses_a_bad_gguf_and_keeps_nothing(
     # With ADAPTER, the base GGUF was already copied in: the failed create removed it.
     assert set(store.blobs.digests()) == set()
     assert _dot_files(settings.models) == []
+
+
+def test_cli_create_refuses_a_truncated_download_of_the_real_model(
+    cli, settings: Settings, tmp_path: Path, smollm2_path: Path
+):
+    cut = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with smollm2_path.open("rb") as source:
+        cut.write_bytes(source.read(smollm2_path.stat().st_size // 2))  # an interrupted download
+    (tmp_path / "Modelfile").write_text(f"FROM {cut}\n")
+
+    result = cli("create", "half", "-f", str(tmp_path / "Modelfile"))
+
+    assert result.code == 1
+    assert re.search(
+        r"^Error: .*: truncated GGUF file: the data of tensor '[^']+' ends at byte \d+, "
+        rf"the file has {cut.stat().st_size} bytes$",
+        result.err,
+        re.MULTILINE,
+    ), result.err
+    assert list(Store(settings.models).blobs.digests()) == []
 
 
 @pytest.mark.parametrize("line", ["FROM ./pipe", "FROM ./base.gguf\nADAPTER ./pipe"])
