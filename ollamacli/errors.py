@@ -14,7 +14,8 @@ Real bugs are left to propagate as whatever Python raised.
     │   ├── InvalidGGUFError(ValueError)  a file that is not a sound GGUF (400)
     │   ├── DigestMismatchError           .expected, .actual
     │   ├── BlobNotFoundError(LookupError).digest
-    │   └── DiskFullError
+    │   ├── DiskFullError
+    │   └── BundleError                   an export file that cannot be imported (nothing stored)
     ├── RegistryError                     .url, .status
     │   ├── ManifestNotFoundError(LookupError)
     │   └── DownloadError                 (after retries are exhausted)
@@ -182,6 +183,17 @@ class DiskFullError(StoreError):
             f"nothing was changed in the store{f' ({path})' if path else ''}",
         )
         self.path = path
+
+
+class BundleError(StoreError):
+    """A model export file (tar) that is malformed, incomplete or unsafe; nothing was stored."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "nothing was imported; export the model again (ollamacli export MODEL -o FILE)",
+        )
 
 
 class RegistryError(OllamaCliError):

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from ollamacli.cli import bundle as _bundle  # noqa: F401  (registers commands)
 from ollamacli.cli import finetune as _finetune  # noqa: F401  (registers commands)
 from ollamacli.cli import models as _models  # noqa: F401  (registers commands)
 from ollamacli.cli import pull as _pull  # noqa: F401  (registers commands)
