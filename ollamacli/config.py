@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from ollamacli.errors import InvalidRequestError
 
@@ -30,6 +31,7 @@ _UNIT_SECONDS = {
     "m": 60.0,
     "h": 3600.0,
 }
+LogFormat = Literal["text", "json"]
 _TRUE = {"1", "t", "true", "yes", "on", "y"}
 _FALSE = {"0", "f", "false", "no", "off", "n", ""}
 
@@ -159,6 +161,8 @@ class Settings:
     hf_token: str | None = None
     editor: str | None = None
     num_thread: int = 0
+    log_format: LogFormat = "text"  # "json": one JSON object per log line (OLLAMACLI_LOG_FORMAT)
+    log_requests: bool = False  # request bodies in the request log (OLLAMA_DEBUG_LOG_REQUESTS)
 
     @property
     def models(self) -> Path:
@@ -206,7 +210,20 @@ class Settings:
             hf_token=get("HF_TOKEN"),
             editor=get("OLLAMA_EDITOR") or get("VISUAL") or get("EDITOR"),
             num_thread=_int(get("OLLAMACLI_NUM_THREAD"), 0, minimum=0),
+            log_format=_log_format(get("OLLAMACLI_LOG_FORMAT")),
+            log_requests=parse_bool(get("OLLAMA_DEBUG_LOG_REQUESTS") or ""),
         )
+
+
+def _log_format(value: str | None) -> LogFormat:
+    text = (value or "text").lower()
+    if text == "json":
+        return "json"
+    if text != "text":
+        raise InvalidRequestError(
+            f"invalid OLLAMACLI_LOG_FORMAT {value!r}", hint='use "text" (default) or "json"'
+        )
+    return "text"
 
 
 def _int(value: str | None, default: int, *, minimum: int) -> int:

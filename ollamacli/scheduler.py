@@ -12,6 +12,7 @@ request arrives. Loading happens outside the lock, so other models keep serving 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -25,6 +26,9 @@ from ollamacli.engine.base import CancelToken, Engine, EngineFactory, LoadConfig
 from ollamacli.errors import RequestCancelledError, ServerBusyError
 
 logger = logging.getLogger(__name__)
+
+LoadListener = Callable[[str, float], None]
+"""Told the model's name and the seconds a load took (on the loading thread)."""
 
 _POLL_SECONDS = 0.1  # how often a waiting request looks at its CancelToken
 _REAPER_MAX_SLEEP = 60.0
@@ -114,11 +118,23 @@ class Scheduler:
         self._lock = threading.Condition()
         self._closed = False
         self._reaper: threading.Thread | None = None
+        self._load_listeners: list[LoadListener] = []
 
     @property
     def default_keep_alive(self) -> float:
         """The keep-alive used when a request does not set one (`OLLAMA_KEEP_ALIVE`)."""
         return self._default_keep_alive
+
+    def add_load_listener(self, listener: LoadListener) -> Callable[[], None]:
+        """Call `listener` after each model load; returns what removes it again."""
+        with self._lock:
+            self._load_listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._load_listeners.remove(listener)
+
+        return remove
 
     def start(self) -> None:
         """Start the reaper thread that unloads models whose keep-alive ran out."""
@@ -257,6 +273,9 @@ class Scheduler:
                 self._slots[request.config] = slot
                 logger.info("loaded %s (%s)", request.name, request.config.model_path)
             self._lock.notify_all()
+            listeners = list(self._load_listeners)
+        for listener in listeners:
+            listener(request.name, elapsed / 1e9)
         return engine, elapsed
 
     def _undo_reservation_locked(self, request: _Request, plan: _Plan) -> None:
@@ -376,6 +395,14 @@ class Scheduler:
                         busy=first.busy + info.busy,
                     )
         return sorted(rows.values(), key=lambda i: i.expires_at, reverse=True)
+
+    def queued(self) -> dict[str, int]:
+        """How many requests wait for each model."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for waiting in self._queue:
+                counts[waiting.name] = counts.get(waiting.name, 0) + 1
+            return counts
 
     def pending(self) -> int:
         """How many requests are waiting for an engine."""

@@ -16,12 +16,17 @@ if TYPE_CHECKING:
     from ollamacli.client import RunningModel
 
 
-def _configure_logging(debug: bool) -> None:
-    """Plain log lines on stderr (they end up in journald under a service manager)."""
+def _configure_logging(debug: bool, log_format: str) -> None:
+    """Log lines on stderr (journald under a service manager): plain text, or JSON objects."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        from ollamacli.server.requestlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -34,7 +39,7 @@ def serve() -> None:
     from ollamacli.server.app import serve as run_server
 
     config = settings()
-    _configure_logging(config.debug)
+    _configure_logging(config.debug, config.log_format)
     sock = bind(config.host)  # fail fast, before loading anything, when the port is taken
     run_server(services(config), sock)
 

@@ -25,14 +25,14 @@ from starlette.responses import JSONResponse, Response
 from ollamacli import __version__
 from ollamacli.config import HostAddress, Settings
 from ollamacli.errors import OllamaCliError, ServeError
-from ollamacli.server import embeddings, ollama_routes, openai_routes
+from ollamacli.server import embeddings, metrics, ollama_routes, openai_routes, requestlog
 from ollamacli.server.errors import (
     message_for,
     ollama_body,
     openai_body,
     status_for,
 )
-from ollamacli.server.middleware import AccessLog, ApiKey, CatchAll, Cors, HostGuard
+from ollamacli.server.middleware import ApiKey, CatchAll, Cors, HostGuard
 from ollamacli.server.streaming import ActiveRequests
 from ollamacli.service import Services
 
@@ -46,6 +46,7 @@ def _error(request: Request, message: str, status: int) -> Response:
 
 
 async def _known_error(request: Request, exc: Exception) -> Response:
+    requestlog.note_error(exc)
     status = status_for(exc)
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc)
@@ -66,6 +67,8 @@ def create_app(services: Services) -> FastAPI:
     """The API application for these services, with its middleware and error handlers."""
     settings = services.settings
     active = ActiveRequests()
+    observed = metrics.Metrics(services.scheduler)
+    forget_loads = services.scheduler.add_load_listener(observed.model_loaded)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +77,7 @@ def create_app(services: Services) -> FastAPI:
             yield
         finally:
             active.cancel_all()
+            forget_loads()
             await run_in_threadpool(services.scheduler.close)
 
     app = FastAPI(
@@ -86,9 +90,11 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     app.state.active = active
+    app.state.metrics = observed
     app.include_router(ollama_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(embeddings.router)
+    app.include_router(metrics.router)
     app.add_exception_handler(OllamaCliError, _known_error)
     app.add_exception_handler(OSError, _known_error)  # one line, no path (see server.errors)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -98,7 +104,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(Cors, origins=settings.origins)
     app.add_middleware(HostGuard, enabled=settings.host.is_loopback)
     app.add_middleware(CatchAll)
-    app.add_middleware(AccessLog)
+    app.add_middleware(requestlog.RequestLog, observer=observed, log_bodies=settings.log_requests)
     return app
 
 
@@ -109,6 +115,11 @@ def startup_warnings(settings: Settings) -> list[str]:
         warnings.append(
             f"listening on {settings.host.host}:{settings.host.port} without OLLAMACLI_API_KEY: "
             "anyone who can reach this address can use the API and delete models"
+        )
+    if settings.log_requests:
+        warnings.append(
+            "OLLAMA_DEBUG_LOG_REQUESTS is set: request bodies (prompts included) are written "
+            "to the request log"
         )
     return warnings
 

@@ -1,9 +1,9 @@
-"""Pure ASGI middleware: access log, DNS-rebinding guard, CORS, API key.
+"""Pure ASGI middleware: error catch-all, DNS-rebinding guard, CORS, API key.
 
 They are plain ASGI wrappers (not Starlette's BaseHTTPMiddleware) so streaming responses and
-disconnect detection pass through untouched. Order, outermost first: access log, Host check,
-CORS, API key; so a browser's preflight is answered before the key is asked for, and every
-refusal is logged.
+disconnect detection pass through untouched. Order, outermost first: the request log
+(server/requestlog.py), the catch-all, Host check, CORS, API key; so a browser's preflight is
+answered before the key is asked for, and every refusal is logged.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import ipaddress
 import json
 import logging
 import socket
-import time
 from collections.abc import Iterable
-from datetime import datetime
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ollamacli.server.errors import INTERNAL_ERROR, ollama_body, openai_body
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("ollamacli.server.access")
 
 # Ollama's defaults (server/routes.go GenerateRoutes, envconfig.AllowedOrigins).
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0")
@@ -86,41 +83,6 @@ def error_body(scope: Scope, message: str, status: int) -> dict[str, object]:
     return ollama_body(message)
 
 
-class AccessLog:
-    """One line per request on the server log, in the spirit of Ollama's `[GIN]` lines."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            client = scope.get("client") or ("-", 0)
-            access_logger.info(
-                '[GIN] %s | %3d | %12s | %15s | %-7s "%s"',
-                datetime.now().strftime("%Y/%m/%d - %H:%M:%S"),
-                status or 500,
-                _duration(elapsed),
-                client[0],
-                scope["method"],
-                scope["path"],
-            )
-
-
 class CatchAll:
     """Turns a bug into a logged 500 `{"error": ...}` and keeps the connection usable.
 
@@ -150,14 +112,6 @@ class CatchAll:
             logger.exception("%s %s crashed", scope.get("method"), scope.get("path"))
             if not started:
                 await send_json(send, 500, error_body(scope, INTERNAL_ERROR, 500))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3f}µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3f}ms"
-    return f"{seconds:.3f}s"
 
 
 def is_local_host(host_header: str) -> bool:

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from ollamacli.engine.base import CancelToken
 from ollamacli.errors import OllamaCliError, RequestCancelledError
 from ollamacli.progress import ProgressEvent, ProgressSink
+from ollamacli.server import requestlog
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,17 @@ class ThreadPump(Generic[T]):
         """The next items (at least one), or [] at the end; re-raises the thread's error.
 
         Items that arrived before an error are returned first; the error comes next call.
+        The request's record (log line, metrics) sees every batch and the error.
         """
+        try:
+            items = await self._next_batch()
+        except BaseException as exc:
+            requestlog.note_error(exc)
+            raise
+        requestlog.observe(items)
+        return items
+
+    async def _next_batch(self) -> list[T]:
         if self._error is not None:
             error, self._error = self._error, None
             raise error

@@ -20,6 +20,7 @@ HEAVY = (
     "pydantic",
     "huggingface_hub",
     "prompt_toolkit",
+    "prometheus_client",
 )
 
 PROBE = """
