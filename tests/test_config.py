@@ -73,3 +73,21 @@ def test_settings_default_store_is_under_data_dir(tmp_path):
     assert s.models == tmp_path / "models"
     assert s.host.is_loopback
     assert s.host.port == 11434
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "text"), ("text", "text"), ("JSON", "json"), ("json", "json")]
+)
+def test_log_format_is_text_or_json(tmp_path, value, expected):
+    env = {"OLLAMACLI_HOME": str(tmp_path)}
+    if value is not None:
+        env["OLLAMACLI_LOG_FORMAT"] = value
+    assert Settings.from_env(env).log_format == expected
+
+
+def test_log_format_refuses_other_values_and_debug_log_requests_is_a_flag(tmp_path):
+    env = {"OLLAMACLI_HOME": str(tmp_path)}
+    with pytest.raises(InvalidRequestError, match="OLLAMACLI_LOG_FORMAT"):
+        Settings.from_env({**env, "OLLAMACLI_LOG_FORMAT": "xml"})
+    assert Settings.from_env({**env, "OLLAMA_DEBUG_LOG_REQUESTS": "1"}).log_requests
+    assert not Settings.from_env(env).log_requests

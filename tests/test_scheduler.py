@@ -345,3 +345,31 @@ def test_scheduler_two_names_for_one_file_share_an_instance(fake_factory: FakeFa
         assert scheduler.unload("alias:latest")
         assert scheduler.ps() == []
     assert len(fake_factory.loaded) == 1
+
+
+def test_queued_counts_waiting_requests_per_model_and_load_listeners_hear_loads() -> None:
+    factory = FakeFactory()
+    scheduler = Scheduler(factory, max_loaded=1, max_queue=4)
+    loads: list[tuple[str, float]] = []
+    forget = scheduler.add_load_listener(lambda name, seconds: loads.append((name, seconds)))
+    holder = Holder(scheduler, config("a"), "a")
+    assert holder.acquired.wait(10)
+    waiting = [Holder(scheduler, config("a"), "a"), Holder(scheduler, config("b"), "b")]
+    wait_until(lambda: scheduler.pending() == 2)
+    assert scheduler.queued() == {"a": 1, "b": 1}
+    for other in (*waiting, holder):
+        other.release.set()  # each lets go as soon as it has its turn
+    for other in (holder, *waiting):
+        other.thread.join(10)
+        assert other.acquired.is_set()
+        assert other.error is None
+    assert scheduler.queued() == {}
+    # "b" evicts the idle "a"; "a" is loaded again if its waiter came second
+    assert [name for name, _ in loads][:2] == ["a", "b"]
+    assert {name for name, _ in loads} == {"a", "b"}
+    assert all(seconds >= 0 for _, seconds in loads)
+    forget()
+    heard = len(loads)
+    with scheduler.use(config("c"), name="c"):
+        pass
+    assert len(loads) == heard

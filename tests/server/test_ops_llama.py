@@ -1,11 +1,15 @@
 """`/metrics` and the request log on the real bundled SmolLM2: counters move by what the answers
-say, and `serve` writes one parseable JSON line per request with OLLAMACLI_LOG_FORMAT=json."""
+say, and `serve` (with an API key) writes one parseable JSON line per request with
+OLLAMACLI_LOG_FORMAT=json."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +19,7 @@ import pytest
 from ollamacli.config import Settings
 from ollamacli.names import ModelName
 from ollamacli.service import build_services
-from tests.server.conftest import LiveServer, free_port, serve_in_thread, start_serve
+from tests.server.conftest import LiveServer, free_port, serve_in_thread
 from tests.server.metricstext import value
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
@@ -87,20 +91,54 @@ def test_a_chat_moves_the_counters_by_its_own_statistics(real: LiveServer) -> No
     assert value(after, "ollamacli_errors_total", kind="ModelNotFoundError") == 0
 
 
+def _start_keyed(env: dict[str, str], url: str, key: dict[str, str]) -> subprocess.Popen[str]:
+    """`ollamacli serve` in a subprocess, once it answers (with the key) on `url`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ollamacli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=key, trust_env=False).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"serve did not start: {process.communicate()[1]}")
+
+
 def test_serve_writes_one_json_line_per_request(cli, settings: Settings) -> None:
     assert cli("pull", MODEL).code == 0
     port = free_port()
-    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMACLI_LOG_FORMAT": "json"}
-    process = start_serve(env, port)
+    env = {
+        **os.environ,
+        "OLLAMA_HOST": f"127.0.0.1:{port}",
+        "OLLAMACLI_LOG_FORMAT": "json",
+        "OLLAMACLI_API_KEY": "k3y",
+    }
+    url, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k3y"}
+    process = _start_keyed(env, url, key)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=170, trust_env=False) as c:
+        refused = httpx.get(f"{url}/metrics", trust_env=False)
+        with httpx.Client(base_url=url, timeout=170, trust_env=False, headers=key) as c:
             ok = c.post("/api/chat", json=CHAT, headers={"X-Request-ID": "req-ok-1"})
             missing = c.post("/api/chat", json={**CHAT, "model": "nope"})
+            scraped = _scrape(c)
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
+    assert refused.status_code == 401
+    assert "ollamacli_" not in refused.text
     assert ok.status_code == 200
     assert missing.status_code == 404
+    tokens = value(scraped, "ollamacli_generation_tokens_total", model=MODEL)
+    assert tokens == ok.json()["eval_count"]
+    assert value(scraped, "ollamacli_errors_total", kind="unauthorized") == 1
+    assert value(scraped, "ollamacli_errors_total", kind="ModelNotFoundError") == 1
     assert ok.headers["x-request-id"] == "req-ok-1"
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # all JSON
     requests = {line["request_id"]: line for line in lines if line["msg"] == "request"}
