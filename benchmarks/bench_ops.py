@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -49,7 +50,7 @@ def serve_variant(variant: str, port: int, home: Path, threads: int) -> None:
         data_dir=home,
         models_dir=home / "models",
         host=HostAddress(port=port),
-        keep_alive=-1,
+        keep_alive=math.inf,  # stay loaded between runs
         num_thread=threads,
     )
     services = build_services(settings)

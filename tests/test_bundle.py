@@ -197,3 +197,29 @@ def test_import_refuses_something_that_is_not_a_tar(target: Store) -> None:
     with pytest.raises(BundleError, match="not a complete export file"):
         BundleService(target).import_stream(io.BytesIO(b"hello world" * 100))
     assert snapshot(target) == before
+
+
+class Pipe(io.RawIOBase):
+    """A byte stream that cannot seek, like stdin from `export - | import -`."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.data.read(min(len(buffer), 5000))  # short reads, as pipes give
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_import_reads_a_pipe_and_refuses_a_corrupted_one(source: Store, target: Store) -> None:
+    data = exported(source)
+    bad = rebuild(_corrupt_largest_blob(entries(data)))
+    before = snapshot(target)
+    with pytest.raises(BundleError, match="is corrupt"):
+        BundleService(target).import_stream(Pipe(bad))  # type: ignore[arg-type]
+    assert snapshot(target) == before
+    BundleService(target).import_stream(Pipe(data))  # type: ignore[arg-type]
+    assert target.manifests.exists(ModelName.parse("tiny"))

@@ -77,7 +77,9 @@ def export_model(store: Store, name: ModelName, out: IO[bytes]) -> BundleSummary
     }
     size = 0
     try:
-        with tarfile.open(fileobj=out, mode="w|", bufsize=_TAR_BUFFER) as tar:
+        # TarFile's own "w|" stream mode re-copies its buffer on every write (slow for GB
+        # blobs); plain "w" mode needs only write() and tell(), which a pipe can give.
+        with tarfile.TarFile(fileobj=_Appender(out), mode="w", copybufsize=CHUNK) as tar:  # type: ignore[arg-type]  # write() and tell() are all "w" mode uses
             _add_bytes(tar, LAYOUT_FILE, _LAYOUT)
             _add_bytes(tar, INDEX_FILE, json.dumps(index, indent=2).encode())
             _add_bytes(tar, _blob_entry(manifest_digest), raw)
@@ -91,6 +93,22 @@ def export_model(store: Store, name: ModelName, out: IO[bytes]) -> BundleSummary
     except OSError as exc:
         raise StoreError(f"cannot write the export: {exc.strerror or exc}") from exc
     return BundleSummary((entry.name,), len(paths), size)
+
+
+class _Appender:
+    """A write-only stream (a pipe) that can say how much was written."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.position = 0
+
+    def write(self, data: bytes) -> int:
+        self.out.write(data)
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
 
 
 def _blob_entry(digest: Digest) -> str:
@@ -131,13 +149,22 @@ def import_model(store: Store, source: IO[bytes], *, prune: bool = True) -> Bund
 
 def _read_archive(store: Store, source: IO[bytes], staged: _Staged) -> None:
     try:
-        with tarfile.open(fileobj=source, mode="r|", bufsize=_TAR_BUFFER) as tar:
+        # A file is read in place; a pipe (stdin) as a stream, which cannot seek back.
+        mode = "r:" if _seekable(source) else "r|"
+        with tarfile.open(fileobj=source, mode=mode, bufsize=_TAR_BUFFER) as tar:  # type: ignore[call-overload]  # mode is one of two literals
             for member in tar:
                 _read_member(store, tar, member, staged)
     except tarfile.TarError as exc:
         raise BundleError(f"not a complete export file: {exc}") from None
     except EOFError:
         raise BundleError("not a complete export file: unexpected end of data") from None
+
+
+def _seekable(source: IO[bytes]) -> bool:
+    try:
+        return source.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _read_member(
