@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -235,13 +235,23 @@ class RequestLog:
         if self.observer is not None:
             self.observer.started()
         error_body: list[bytes] = []
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                self._finish(scope, record, b"".join(error_body))
+
         try:
             await self.app(
-                scope, self._teeing(receive, record), self._recording(send, record, error_body)
+                scope,
+                self._teeing(receive, record),
+                self._recording(send, record, error_body, finish),
             )
         finally:
             _current.reset(token)
-            self._finish(scope, record, b"".join(error_body))
+            finish()
 
     def _teeing(self, receive: Receive, record: RequestRecord) -> Receive:
         """Keep (the start of) the body the app reads, for `model` and debug logging."""
@@ -259,8 +269,14 @@ class RequestLog:
         return tee
 
     @staticmethod
-    def _recording(send: Send, record: RequestRecord, error_body: list[bytes]) -> Send:
-        """Add X-Request-ID to the response; note the status and an error response's body."""
+    def _recording(
+        send: Send, record: RequestRecord, error_body: list[bytes], finish: Callable[[], None]
+    ) -> Send:
+        """Add X-Request-ID to the response; note the status and an error response's body.
+
+        The line is written and the metrics updated just before the last piece of the
+        response goes out, so a client that has its answer also finds it counted.
+        """
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -269,12 +285,11 @@ class RequestLog:
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER.encode(), record.request_id.encode()),
                 ]
-            elif (
-                message["type"] == "http.response.body"
-                and record.status >= 400
-                and sum(map(len, error_body)) < _ERROR_BODY_LIMIT
-            ):
-                error_body.append(message.get("body", b""))
+            elif message["type"] == "http.response.body":
+                if record.status >= 400 and sum(map(len, error_body)) < _ERROR_BODY_LIMIT:
+                    error_body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finish()
             await send(message)
 
         return recording_send

@@ -9,18 +9,18 @@ written as a tar stream, in this order:
     blobs/sha256/<hex>      the manifest (Ollama's own JSON, byte for byte), then the config
                             and every layer it lists, each once
 
-Import reads the stream once (a pipe works: `export m - | ssh host ollamacli import -`). Each
-blob goes to a temporary file in the store's blobs folder while its sha256 is computed; only
-when the whole archive has been read, every blob matched its name and every manifest found all
-of its blobs are the blobs renamed into place and the manifests written (manifest last, so no
-manifest ever points at an unverified blob). Any failure removes the temporary files and
-raises `BundleError`: the store is left as it was.
+Import reads the stream once (a pipe works: `export m - | ssh host ollamacli import -`), under
+one writer lease (`store.writers`). Each blob goes to a temporary file in the blobs folder while
+its sha256 is computed; only when the whole archive has been read, every blob matched its name
+and every manifest found all of its blobs are the blobs renamed into place and the manifests
+written (manifest last, so no manifest ever points at an unverified blob). Any failure removes
+the temporary files (and blobs already placed) and raises `BundleError` (or the store's error):
+the store is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import json
@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
-from ollamacli.errors import BundleError, DiskFullError, OllamaCliError, StoreError
+from ollamacli.errors import BundleError, OllamaCliError, StoreError
 from ollamacli.names import ModelName
-from ollamacli.store.blobs import CHUNK, Digest, sha256_bytes
+from ollamacli.store.blobs import CHUNK, WRITE_FAILED, Digest, sha256_bytes
 from ollamacli.store.catalog import Store
+from ollamacli.store.failures import os_errors
 from ollamacli.store.manifests import MANIFEST_MEDIA_TYPE, Manifest
+from ollamacli.store.writers import WriterLease
 
 LAYOUT_FILE: Final = "oci-layout"
 INDEX_FILE: Final = "index.json"
@@ -135,25 +137,28 @@ def import_model(store: Store, source: IO[bytes], *, prune: bool = True) -> Bund
     """Read an export stream and store its models; raises `BundleError` and stores nothing
     when the archive is truncated, unsafe, incomplete or a blob does not match its digest."""
     staged = _Staged()
-    try:
-        _read_archive(store, source, staged)
-        plan = _plan(staged)
-        _commit(store, staged, plan, prune=prune)
-    finally:
-        for path in staged.blobs.values():
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+    # One writer lease for the whole import: its temporary files are spared by a concurrent
+    # cleanup, and if anything fails after blobs were placed, they are removed again.
+    with store.writing(), store.blobs.lease() as lease:
+        try:
+            _read_archive(source, staged, lease)
+            plan = _plan(staged)
+            _commit(store, staged, plan, prune=prune)
+        finally:
+            for path in staged.blobs.values():
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
     sizes = {la.digest: la.size for _, m, _ in plan for la in (m.config, *m.layers)}
     return BundleSummary(tuple(name for name, _, _ in plan), len(sizes), sum(sizes.values()))
 
 
-def _read_archive(store: Store, source: IO[bytes], staged: _Staged) -> None:
+def _read_archive(source: IO[bytes], staged: _Staged, lease: WriterLease) -> None:
     try:
         # A file is read in place; a pipe (stdin) as a stream, which cannot seek back.
         mode = "r:" if _seekable(source) else "r|"
         with tarfile.open(fileobj=source, mode=mode, bufsize=_TAR_BUFFER) as tar:  # type: ignore[call-overload]  # mode is one of two literals
             for member in tar:
-                _read_member(store, tar, member, staged)
+                _read_member(tar, member, staged, lease)
     except tarfile.TarError as exc:
         raise BundleError(f"not a complete export file: {exc}") from None
     except EOFError:
@@ -168,7 +173,7 @@ def _seekable(source: IO[bytes]) -> bool:
 
 
 def _read_member(
-    store: Store, tar: tarfile.TarFile, member: tarfile.TarInfo, staged: _Staged
+    tar: tarfile.TarFile, member: tarfile.TarInfo, staged: _Staged, lease: WriterLease
 ) -> None:
     name = member.name.removeprefix("./").rstrip("/")
     if member.isdir() and name in _DIRECTORIES:
@@ -191,25 +196,20 @@ def _read_member(
     digest = Digest("sha256:" + match.group(1))
     if digest in staged.blobs:
         raise BundleError(f"export file holds blob {digest} twice")
-    staged.blobs[digest] = _stage_blob(store, handle, digest, member.size)
+    staged.blobs[digest] = _stage_blob(lease, handle, digest, member.size)
 
 
-def _stage_blob(store: Store, handle: IO[bytes], digest: Digest, size: int) -> Path:
+def _stage_blob(lease: WriterLease, handle: IO[bytes], digest: Digest, size: int) -> Path:
     """Copy one blob to a temporary file, hashing it; refuse it unless it matches its name."""
-    temp = store.blobs.temp_path()
+    temp = lease.temp_path()
     hasher = hashlib.sha256()
     done = 0
     try:
-        with temp.open("wb") as out:
+        with os_errors(WRITE_FAILED, where=lease.folder), temp.open("xb") as out:
             while chunk := handle.read(CHUNK):
                 hasher.update(chunk)
                 out.write(chunk)
                 done += len(chunk)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise DiskFullError(str(store.blobs.root)) from exc
-        raise StoreError(f"cannot write into {store.blobs.root}: {exc.strerror or exc}") from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -274,17 +274,10 @@ def _json(data: bytes, what: str) -> object:
 def _commit(
     store: Store, staged: _Staged, plan: list[tuple[ModelName, Manifest, bytes]], *, prune: bool
 ) -> None:
-    """Move the verified blobs into place, then write the manifests."""
+    """Move the verified blobs into place (recorded in the writer's lease), then write the
+    manifests."""
     for digest in _wanted(plan):
-        final = store.blobs.path(digest)
-        if final.is_file():
-            continue
-        temp = staged.blobs.pop(digest)
-        try:
-            temp.replace(final)
-            final.chmod(0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        store.blobs.place(staged.blobs.pop(digest), digest)
     for name, _, raw in plan:
         store.commit(name, raw, prune=prune)
 

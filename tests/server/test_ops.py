@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -13,6 +14,17 @@ from tests.server.conftest import LiveServer
 from tests.server.metricstext import value
 
 ACCESS = "ollamacli.server.access"
+
+
+def _logged(caplog: pytest.LogCaptureFixture, path: str) -> logging.LogRecord:
+    """The one request line for `path` (the server writes it just after the response ends)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [r for r in caplog.records if r.name == ACCESS and f'"{path}"' in r.getMessage()]
+        if found or time.monotonic() > deadline:
+            (record,) = found
+            return record
+        time.sleep(0.01)
 
 
 def _chat(live: LiveServer, **extra: object) -> dict[str, object]:
@@ -114,7 +126,7 @@ def test_request_log_line_has_id_model_tokens_and_no_body(
     fake_factory.enqueue("a ", "b")
     with caplog.at_level(logging.INFO, logger=ACCESS):
         _chat(live, secret="do-not-log-me")
-    (record,) = [r for r in caplog.records if r.name == ACCESS and "/api/chat" in r.getMessage()]
+        record = _logged(caplog, "/api/chat")
     line = record.getMessage()
     assert line.startswith("[GIN] ")
     assert "| 200 |" in line
@@ -136,7 +148,7 @@ def test_request_bodies_are_logged_only_with_debug_log_requests(
         caplog.at_level(logging.INFO, logger=ACCESS),
     ):
         _chat(live, secret="log-me")
-    (record,) = [r for r in caplog.records if r.name == ACCESS and "/api/chat" in r.getMessage()]
+        record = _logged(caplog, "/api/chat")
     assert "log-me" in record.request["body"]  # type: ignore[attr-defined]
     assert "log-me" in record.getMessage()
 
@@ -148,10 +160,8 @@ def test_request_log_notes_a_refused_request_with_its_error(
     body = {"model": "tiny", "stream": True, "options": {"num_ctx": "not a number"}}
     with caplog.at_level(logging.INFO, logger=ACCESS), live.client() as client:
         response = client.post("/api/generate", json={**body, "prompt": "hi"})
+        record = _logged(caplog, "/api/generate")
     assert response.status_code == 400
-    (record,) = [
-        r for r in caplog.records if r.name == ACCESS and "/api/generate" in r.getMessage()
-    ]
     fields = record.request  # type: ignore[attr-defined]
     assert fields["status"] == 400
     assert fields["error"]
