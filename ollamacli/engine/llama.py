@@ -26,7 +26,7 @@ from ollamacli.engine.base import (
     SamplingConfig,
     TextChunk,
 )
-from ollamacli.engine.llamalib import LOGS, SamplerChain
+from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.streaming import TextStream
 from ollamacli.engine.structured import check_json_schema
@@ -44,6 +44,8 @@ def _library() -> Any:
     """The `llama_cpp` module, imported on first use, with its logging routed away."""
     import llama_cpp
 
+    if LOGS.callback is None:  # first use in this process
+        close_devnull_at_exit(llama_cpp)
     LOGS.install(llama_cpp)
     return llama_cpp
 
@@ -113,17 +115,14 @@ def format_grammar(fmt: str | Mapping[str, object] | None) -> str | None:
             raise InvalidRequestError(
                 f'invalid format "{fmt}"', hint='use "json" or a JSON schema object'
             )
-        from llama_cpp.llama_grammar import JSON_GBNF
-
-        return str(JSON_GBNF)
+        return str(_library().llama_grammar.JSON_GBNF)
     check_json_schema(fmt)
     return schema_grammar(fmt)
 
 
 def schema_grammar(schema: Mapping[str, object], *, where: str = "format") -> str:
     """The GBNF grammar (start rule `root`) for a JSON schema already `check_json_schema`ed."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
+    json_schema_to_gbnf = _library().llama_grammar.json_schema_to_gbnf
     try:
         return str(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:

@@ -5,6 +5,7 @@ engine/llama.py imports `llama_cpp` and passes the module in; this module never 
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 from collections import deque
@@ -50,6 +51,20 @@ class LogRouter:
 
 
 LOGS = LogRouter()
+
+
+def close_devnull_at_exit(lib: Any) -> None:
+    """Close the two /dev/null files llama-cpp-python opens at import, when Python exits.
+
+    `llama_cpp._utils` keeps them open for the life of the process and never closes them, so
+    every interpreter that imported llama_cpp printed a `ResourceWarning: unclosed file
+    <... name='/dev/null'>` at exit wherever warnings are shown (test runs, `python -X dev`).
+    """
+    utils = getattr(lib, "_utils", None)
+    files = [getattr(utils, name, None) for name in ("outnull_file", "errnull_file")]
+    for file in files:
+        if file is not None and hasattr(file, "close"):
+            atexit.register(file.close)
 
 
 class SamplerChain:

@@ -80,9 +80,14 @@ def check_answer(path: str, body: dict[str, Any], answer: dict[str, Any], shown:
         jsonschema.validate(json.loads(answer["message"]["content"]), body["format"])
         jsonschema.validate(json.loads(shown["message"]["content"]), body["format"])
     elif "tools" in body:
+        # The forced call's name is fixed; its arguments are the model's words (which differ
+        # across CPUs), so they are held to the tool's schema rather than to the README's.
         calls = answer["message"]["tool_calls"]
+        shown_calls = shown["message"]["tool_calls"]
         assert [c["function"]["name"] for c in calls] == ["get_weather"]
-        assert calls == shown["message"]["tool_calls"]
+        assert [c["function"]["name"] for c in shown_calls] == ["get_weather"]
+        (tool,) = body["tools"]
+        jsonschema.validate(calls[0]["function"]["arguments"], tool["function"]["parameters"])
     else:
         assert path == "/api/embed"
         vectors = answer["embeddings"]
@@ -116,7 +121,9 @@ def test_the_openai_tool_round_trip_runs_as_shown(real: LiveServer, tmp_path: Pa
     code, shown = python_examples()[0]
     call, answer = run_python(real, code, tmp_path)
     shown_call, _ = shown.splitlines()
-    assert call == shown_call
+    name, arguments = call.split(" ", 1)
+    assert name == shown_call.split(" ", 1)[0] == "get_weather"
+    assert isinstance(json.loads(arguments)["city"], str)  # the model's words: any city
     assert answer.strip()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from ollamacli.engine.base import ChatMessage, TextChunk
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import ChatDone, ChatRequest, GenerateRequest
 from ollamacli.service.models import CreateSpec
+from tests.factories import assert_json_answer
 
 pytestmark = pytest.mark.llama
 
@@ -82,14 +82,23 @@ def test_turn_two_evaluates_only_the_new_tokens(services):
 def test_options_precedence_is_observable(services):
     turn = ChatMessage("user", "Write a long story about a dragon.")
     options = {"temperature": 0, "num_ctx": 1024}
-    _, modelfile = ask(services, "capped", turn, options=options)
-    _, session = ask(services, "capped", turn, options=options, session_options={"num_predict": 5})
+    endless = {"type": "string", "minLength": 200}  # no model can stop before the limit
+    _, modelfile = ask(services, "capped", turn, options=options, format=endless)
+    _, session = ask(
+        services,
+        "capped",
+        turn,
+        options=options,
+        session_options={"num_predict": 5},
+        format=endless,
+    )
     _, request = ask(
         services,
         "capped",
         turn,
         options={**options, "num_predict": 7},
         session_options={"num_predict": 5},
+        format=endless,
     )
     assert (modelfile.eval_count, session.eval_count, request.eval_count) == (3, 5, 7)
     assert modelfile.done_reason == session.done_reason == request.done_reason == "length"
@@ -121,8 +130,7 @@ def test_format_json_through_generate_parses(services):
         "smollm2:135m",
         'Give a JSON object with the key "name" set to "Tom".',
         format="json",
-        options={**GREEDY, "num_predict": 40},
+        options={**GREEDY, "num_predict": 120},
     )
     chunks, done = collect(services.chat.generate(request))
-    assert done.done_reason == "stop"
-    assert isinstance(json.loads("".join(chunks)), dict)
+    assert_json_answer("".join(chunks), done.done_reason)
