@@ -7,12 +7,16 @@ API (`options`). Values are checked here once, with errors that suggest the righ
 from __future__ import annotations
 
 import difflib
+import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from ollamacli.errors import InvalidOptionError
+
+logger = logging.getLogger(__name__)
 
 ParamType = Literal["int", "float", "bool", "strings"]
 OptionValue = int | float | bool | list[str]
@@ -23,6 +27,9 @@ _TYPE_WORDS: dict[ParamType, str] = {
     "bool": "boolean",
     "strings": "array",
 }
+
+# Go's int64 range: a float outside it has no integer value to truncate to.
+_INT64_LIMIT = float(1 << 63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +133,12 @@ def parse_value(name: str, text: str) -> OptionValue:
 
 
 def coerce_value(name: str, value: object) -> OptionValue:
-    """Check a JSON option value (API `options`, params layer) against the parameter's type."""
+    """Check a JSON option value (API `options`, params layer) against the parameter's type.
+
+    Numbers convert as Ollama's `Options.FromMap` converts them (api/types.go): JSON has one
+    number type, so an integer option takes `5.0` (or `5.7`, truncated toward zero, as Go's
+    `int64(f)` does) and a float option takes `1`. Booleans and strings never become numbers.
+    """
     spec = spec_for(name)
     wrong = InvalidOptionError(
         f'option "{name}" must be of type {_TYPE_WORDS[spec.type]}', option=name
@@ -143,18 +155,58 @@ def coerce_value(name: str, value: object) -> OptionValue:
         raise wrong
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise wrong
-    if spec.type == "int":
-        if isinstance(value, float) and not value.is_integer():
-            raise wrong
-        return int(value)
-    if not math.isfinite(float(value)):
+    number = _number(spec.type, value)
+    if number is None:
         raise wrong
-    return float(value)
+    return number
+
+
+def _number(kind: ParamType, value: float) -> int | float | None:
+    """A JSON number as an integer or float option; None when it has no such value."""
+    if kind == "float":
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if not math.isfinite(value) or abs(value) >= _INT64_LIMIT:
+        return None
+    return math.trunc(value)
 
 
 def validate_options(options: Mapping[str, object]) -> dict[str, OptionValue]:
-    """Validate a whole options mapping."""
+    """Validate a whole options mapping strictly: unknown names and nulls are errors."""
     return {name: coerce_value(name, value) for name, value in options.items()}
+
+
+_warned_names: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def options_from_json(options: Mapping[str, object]) -> dict[str, OptionValue]:
+    """Options sent as JSON (API `options`, a stored params layer), read as Ollama reads them.
+
+    Ollama's `Options.FromMap` skips `null` values (clients such as LlamaIndex send every
+    option they know, unset ones as `null`) and logs and ignores names it does not know; only
+    a value of the wrong type is an error. Each unknown name is logged once per process.
+    """
+    checked: dict[str, OptionValue] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name not in PARAMETERS:
+            _warn_unknown(name)
+            continue
+        checked[name] = coerce_value(name, value)
+    return checked
+
+
+def _warn_unknown(name: str) -> None:
+    with _warned_lock:
+        if name in _warned_names:
+            return
+        _warned_names.add(name)
+    close = suggest(name)
+    hint = f' (did you mean "{close}"?)' if close else ""
+    logger.warning('ignoring unknown option "%s"%s', name, hint)
 
 
 def merge_options(*layers: Mapping[str, OptionValue]) -> dict[str, OptionValue]:

@@ -12,7 +12,7 @@ from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidOptionError, InvalidRequestError
 from ollamacli.modelfile import Message, parse
 from ollamacli.names import ModelName
-from ollamacli.parameters import OptionValue, validate_options
+from ollamacli.parameters import OptionValue, options_from_json
 from ollamacli.server.schemas import (
     ChatBody,
     CreateBody,
@@ -50,8 +50,9 @@ def keep_alive(value: float | int | str | None) -> float | None:
 
 
 def options(value: Mapping[str, object] | None) -> dict[str, OptionValue]:
-    """Validated `options`, with sane bounds on the ones that size allocations."""
-    checked = validate_options(value or {})
+    """`options` as Ollama reads them (nulls and unknown names skipped), with sane bounds on
+    the ones that size allocations."""
+    checked = options_from_json(value or {})
     for name, (low, high) in _LOAD_LIMITS.items():
         number = checked.get(name)
         if isinstance(number, int) and not low <= number <= high:
@@ -160,7 +161,7 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
 def chat_message(message: MessageBody) -> ChatMessage:
     """One conversation turn (roles are lower-cased, as Ollama decodes them)."""
     calls = tuple(
-        ToolCall(name=call.function.name, arguments=dict(call.function.arguments), id=call.id)
+        ToolCall(name=call.function.name, arguments=dict(call.function.arguments or {}), id=call.id)
         for call in message.tool_calls or ()
     )
     return ChatMessage(
@@ -214,7 +215,7 @@ def create_spec(body: CreateBody) -> CreateSpec:
         adapter_uploads=peft_files,
         template=body.template,
         system=body.system,
-        parameters=validate_options(body.parameters) if body.parameters is not None else None,
+        parameters=options(body.parameters) if body.parameters is not None else None,
         messages=(
             tuple(Message(m.role, m.content or "") for m in body.messages)
             if body.messages is not None

@@ -97,14 +97,20 @@ def _tool_calls(message: OpenAIMessage) -> tuple[ToolCall, ...]:
 
 
 def _format(response_format: ResponseFormat | None) -> FormatSpec:
-    if response_format is None or response_format.type == "text":
-        return None
-    if response_format.type == "json_object":
+    """`response_format` as Ollama maps it (openai/openai.go): `json_object` is "json",
+    `json_schema` its schema; any other type (`text`, or one it does not know) is no format."""
+    kind = (response_format.type or "").strip().lower() if response_format else ""
+    if kind == "json_object":
         return "json"
-    schema = (response_format.json_schema or {}).get("schema")
-    if response_format.type == "json_schema" and isinstance(schema, dict):
-        return schema
-    raise InvalidRequestError(f"invalid response_format type {response_format.type!r}")
+    if kind == "json_schema" and response_format is not None:
+        schema = (response_format.json_schema or {}).get("schema")
+        if isinstance(schema, dict):
+            return schema
+        if schema is not None:
+            raise InvalidRequestError(
+                "invalid response_format: json_schema.schema must be an object"
+            )
+    return None
 
 
 def _messages(body: ChatCompletionBody) -> tuple[ChatMessage, ...]:

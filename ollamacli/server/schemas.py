@@ -38,7 +38,7 @@ class Body(BaseModel):
 
 class ToolCallFunction(Body):
     name: StrictStr
-    arguments: JsonObject = Field(default_factory=dict)
+    arguments: JsonObject | None = None
 
 
 class ToolCallBody(Body):
@@ -159,7 +159,7 @@ class StreamOptions(Body):
 
 
 class ResponseFormat(Body):
-    type: StrictStr
+    type: StrictStr | None = None
     json_schema: JsonObject | None = None
 
 

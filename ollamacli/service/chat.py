@@ -36,7 +36,13 @@ from ollamacli.engine.toolparse import ToolCallStream
 from ollamacli.engine.tools import ToolChoice, ToolPlan
 from ollamacli.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
 from ollamacli.names import ModelName
-from ollamacli.parameters import OptionValue, defaults, merge_options, validate_options
+from ollamacli.parameters import (
+    OptionValue,
+    defaults,
+    merge_options,
+    options_from_json,
+    validate_options,
+)
 from ollamacli.scheduler import Lease, Scheduler
 from ollamacli.store import ResolvedModel, Store
 
@@ -140,7 +146,8 @@ class ChatService:
             "num_ctx": self.settings.context_length,
             "num_thread": self.settings.num_thread,
         }
-        modelfile = validate_options(resolved.parameters)
+        # A model made by Ollama may carry parameters this version does not know: skip them.
+        modelfile = options_from_json(resolved.parameters)
         session = validate_options(session_options)
         merged = merge_options(base, modelfile, session, validate_options(request_options))
         return _Prepared(resolved, merged)

@@ -26,7 +26,7 @@ from ollamacli.errors import (
 from ollamacli.gguffile import GGUFInfo, check_gguf, human_number
 from ollamacli.modelfile import Message, Modelfile
 from ollamacli.names import ModelName
-from ollamacli.parameters import OptionValue, validate_options
+from ollamacli.parameters import OptionValue, options_from_json, validate_options
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
 from ollamacli.registry.bundled import bundled_path, find_bundled
 from ollamacli.store import Digest, Layer, Manifest, ResolvedModel, Store
@@ -358,7 +358,7 @@ class ModelService:
             data = json.loads(self.store.blobs.read_bytes(layer.digest))
         except json.JSONDecodeError as exc:
             raise StoreError(f"parameters blob {layer.digest} is not JSON") from exc
-        return validate_options(data) if isinstance(data, dict) else {}
+        return options_from_json(data) if isinstance(data, dict) else {}
 
     def _finish(self, draft: _Draft) -> Manifest:
         assert draft.model is not None

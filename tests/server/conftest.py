@@ -106,14 +106,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ollamacli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_serve(
+    env: dict[str, str], port: int, *, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """`ollamacli serve` in a child process, once it answers; its output goes to pipes, or to
+    the file `log` (for a long-lived server whose pipes nobody drains)."""
+    command = [sys.executable, "-m", "ollamacli", "serve"]
+    if log is None:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    else:
+        with log.open("w") as sink:  # the child keeps its own copy of the file
+            process = subprocess.Popen(
+                command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True
+            )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -124,7 +131,7 @@ def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             _, err = process.communicate()
-            pytest.fail(f"serve did not start: {err}")
+            pytest.fail(f"serve did not start: {log.read_text() if log is not None else err}")
         time.sleep(0.1)
 
 
