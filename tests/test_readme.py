@@ -128,3 +128,15 @@ def test_internal_links_point_at_headings():
     }
     for anchor in re.findall(r"\]\(#([^)]+)\)", README):
         assert anchor in slugs
+
+
+def test_the_client_library_table_names_only_installed_libraries():
+    """Every library in the compatibility table is a test dependency (dev extra or npm)."""
+    table = section("Serving the API").split("**Client libraries.**")[1].split("\n\n")[1]
+    cells = re.findall(r"^\| (`[^|]+) \|", table, re.M)
+    names = [name for cell in cells for name in re.findall(r"`([a-z-]+)`", cell)]
+    pyproject = (REPO / "pyproject.toml").read_text()
+    node = (REPO / "tests" / "node" / "package.json").read_text()
+    assert len(cells) == 6
+    for name in names:
+        assert f'"{name}>=' in pyproject or f'"{name}": ' in node, name
