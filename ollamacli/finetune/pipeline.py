@@ -35,7 +35,7 @@ from ollamacli.finetune.trainer import (
 from ollamacli.gguffile import read_gguf
 from ollamacli.modelfile import Message
 from ollamacli.names import ModelName
-from ollamacli.parameters import validate_options
+from ollamacli.parameters import options_from_json
 from ollamacli.progress import ProgressEvent, ProgressSink, ignore_progress
 from ollamacli.service.chat import ChatService
 from ollamacli.service.models import CreateSpec, ModelService
@@ -200,7 +200,7 @@ def _spec(request: FinetuneRequest, base: ResolvedModel, artefact: Path) -> Crea
         from_file=artefact,
         template=base.template,
         system=base.system,
-        parameters=validate_options(base.parameters) if base.parameters else None,
+        parameters=options_from_json(base.parameters) if base.parameters else None,
         messages=tuple(
             Message(str(m.get("role", "user")), str(m.get("content", ""))) for m in base.messages
         )

@@ -3,6 +3,8 @@ load/unload, generate's raw/context/system/template, format, truncation."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +14,11 @@ from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk
 from ollamacli.errors import InvalidOptionError, InvalidRequestError, ModelNotFoundError
 from ollamacli.modelfile import Message
+from ollamacli.names import ModelName
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import ChatDone, ChatEvent, ChatRequest, GenerateRequest
 from ollamacli.service.models import CreateSpec
+from ollamacli.store.manifests import MEDIA_PARAMS, Layer
 from tests.factories import make_tiny_gguf
 from tests.fakes import FakeFactory
 
@@ -111,6 +115,27 @@ def test_bad_options_are_clear_errors(services, tmp_path, options, message):
     create(services, tmp_path)
     with pytest.raises(InvalidOptionError, match=message):
         collect(services.chat.chat(ChatRequest("m", (ChatMessage("user", "hi"),), options=options)))
+
+
+def test_a_models_parameters_this_version_does_not_know_are_skipped(
+    services, tmp_path, fake_factory
+):
+    """A model made by Ollama may carry parameters unknown here (or nulls): they are ignored,
+    as Ollama's Options.FromMap ignores them, and the known ones still apply."""
+    create(services, tmp_path, parameters={"top_k": 5})
+    store, name = services.store, ModelName.parse("m")
+    data = json.dumps({"top_k": 5, "num_gqa": 8, "temperature": None}).encode()
+    digest = store.blobs.write_bytes(data)
+    manifest = store.manifests.get(name).manifest
+    layers = tuple(
+        Layer(MEDIA_PARAMS, digest, len(data)) if layer.media_type == MEDIA_PARAMS else layer
+        for layer in manifest.layers
+    )
+    store.manifests.write(name, dataclasses.replace(manifest, layers=layers).to_bytes())
+    text, _ = collect(services.chat.chat(ChatRequest("m", (ChatMessage("user", "hi"),))))
+    assert text == "ok"
+    (sampling,) = fake_factory.loaded[0].samplings
+    assert (sampling.top_k, sampling.temperature) == (5, 0.8)
 
 
 def test_a_missing_model_is_not_found(services):
