@@ -9,14 +9,6 @@ reproduction the fuzzer found.
 from __future__ import annotations
 
 KNOWN_ISSUES: dict[str, str] = {
-    # harden-store: a name part longer than a file name may be.
-    "long-names": 'POST /api/show {"model": "' + "h" * 300 + '/ns/model:tag"} -> 500 '
-    "(OSError ENAMETOOLONG in store.manifests.locate)",
-    # harden-req: error messages name files on the server.
-    "path-leak": "POST /api/create with files pointing at an uploaded blob that is a truncated "
-    'GGUF -> 400 {"error": "supplied file sha256:... is not a valid GGUF: '
-    '<OLLAMA_MODELS>/blobs/sha256-...: truncated GGUF header"}; the same for a non-LoRA '
-    'adapter blob: "Modelfile: <OLLAMA_MODELS>/blobs/sha256-... is not a GGUF LoRA adapter"',
     # harden-req: token ids outside the vocabulary in /api/generate's context.
     "context-token-ids": 'POST /api/generate {"model": "fuzz", "prompt": "", "context": '
     '[-1, -1, 10], "options": {"num_predict": 0}} -> 500 "llama.cpp could not evaluate the '
