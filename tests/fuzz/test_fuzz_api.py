@@ -185,7 +185,7 @@ path_names = (
     management.any_names() | st.sampled_from(["%2e%2e/%2e%2e/etc/passwd", "..%2f..%2f", "%00"])
 ).map(lambda name: quote(name, safe="/:%") if isinstance(name, str) else str(name))
 blob_paths = management.digests().map(lambda d: quote(str(d), safe=":"))
-GETS = st.sampled_from(["/", "/api/version", "/api/tags", "/api/ps", "/v1/models"])
+GETS = st.sampled_from(["/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/metrics"])
 READS = (
     st.tuples(st.sampled_from(["GET", "HEAD"]), GETS)
     | st.tuples(st.just("GET"), path_names.map(lambda n: f"/v1/models/{n}"))
