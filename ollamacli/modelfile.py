@@ -24,8 +24,10 @@ INSTRUCTIONS = (
     "license",
     "message",
     "requires",
+    "renderer",
+    "parser",
 )
-UNSUPPORTED = ("draft", "renderer", "parser")
+UNSUPPORTED = ("draft",)
 ROLES = ("system", "user", "assistant")
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -51,6 +53,8 @@ class Modelfile:
     licenses: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     requires: str | None = None
+    renderer: str | None = None  # one of Ollama's built-in renderers (checked at create)
+    parser: str | None = None  # one of Ollama's built-in output parsers (checked at create)
 
 
 @dataclass(slots=True)
@@ -64,6 +68,8 @@ class _Builder:
     licenses: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     requires: str | None = None
+    renderer: str | None = None
+    parser: str | None = None
 
     def error(self, line: int, message: str, hint: str | None = None) -> ModelfileError:
         return ModelfileError(message, path=self.path, line=line, hint=hint)
@@ -79,6 +85,10 @@ class _Builder:
             self.adapters.append(value)
         elif keyword == "license":
             self.licenses.append(value)
+        elif keyword == "renderer":
+            self.renderer = value
+        elif keyword == "parser":
+            self.parser = value
         elif keyword == "requires":
             if not _SEMVER.fullmatch(value):
                 raise self.error(line, "requires must be a valid semver (e.g. 0.14.0)")
@@ -118,6 +128,8 @@ class _Builder:
             licenses=tuple(self.licenses),
             messages=tuple(self.messages),
             requires=self.requires,
+            renderer=self.renderer,
+            parser=self.parser,
         )
 
 
@@ -211,7 +223,7 @@ def _instruction(scanner: _Scanner, builder: _Builder, keyword: str, line: int) 
         raise builder.error(
             line,
             f'unknown instruction "{keyword}"{guess}',
-            hint="instructions are FROM, PARAMETER, TEMPLATE, SYSTEM, ADAPTER, LICENSE, MESSAGE, REQUIRES",
+            hint="instructions are FROM, PARAMETER, TEMPLATE, SYSTEM, ADAPTER, LICENSE, MESSAGE, REQUIRES, RENDERER, PARSER",
         )
     if lowered == "parameter":
         name = _name(scanner, builder, line, "PARAMETER")
@@ -284,6 +296,10 @@ def render(modelfile: Modelfile) -> str:
         lines.append(f"TEMPLATE {_quote(modelfile.template)}")
     if modelfile.system is not None:
         lines.append(f"SYSTEM {_quote(modelfile.system)}")
+    if modelfile.renderer:
+        lines.append(f"RENDERER {_quote(modelfile.renderer)}")
+    if modelfile.parser:
+        lines.append(f"PARSER {_quote(modelfile.parser)}")
     for name, value in modelfile.parameters.items():
         values = value if isinstance(value, list) else [format_value(value)]
         lines.extend(f"PARAMETER {name} {_quote(item)}" for item in values)

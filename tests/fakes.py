@@ -17,6 +17,18 @@ from ollamacli.engine.base import (
 )
 
 
+LABELLED_JINJA = (
+    "{% for m in messages %}"
+    "{% if m.role == 'system' %}### System:\n{{ m.content }}\n\n"
+    "{% elif m.role == 'user' %}### User:\n{{ m.content }}\n\n"
+    "{% elif m.role == 'tool' %}### Tool result:\n{{ m.content }}\n\n"
+    "{% else %}### Assistant:\n{{ m.content }}\n\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+)
+"""The fakes' default chat template: every turn labelled, so tests see what reached the prompt
+(a GGUF without any template renders Ollama's bare `{{ .Prompt }}`)."""
+
+
 @dataclass
 class FakeEngine:
     """An Engine whose answers are enqueued by the test; tokens are whitespace-separated words."""
@@ -93,7 +105,7 @@ class FakeFactory:
     script: list[list[str]] = field(default_factory=list)
     loaded: list[FakeEngine] = field(default_factory=list)
     delay: float = 0.0
-    chat_template: str | None = None
+    chat_template: str | None = LABELLED_JINJA
 
     def enqueue(self, *pieces: str) -> None:
         self.script.append(list(pieces))

@@ -45,10 +45,17 @@ def _root(
     """Large language model runner."""
 
 
+def optional_values(argv: list[str]) -> list[str]:
+    """`--think` alone means `--think=true`, as with Ollama's flag (pflag's NoOptDefVal): a
+    level must be attached (`--think=high`); a following word stays part of the prompt."""
+    return ["--think=true" if arg == "--think" else arg for arg in argv]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, translating ollamacli errors into one-line messages."""
+    args = optional_values(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except OllamaCliError as exc:
         print_error(exc.message, exc.hint)
         sys.exit(1)

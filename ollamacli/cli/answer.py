@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from ollamacli.cli.spinner import Spinner
     from ollamacli.cli.wordwrap import WordWrapper
     from ollamacli.engine.base import CancelToken
+    from ollamacli.engine.thinking import ThinkValue
     from ollamacli.service.chat import ChatDone, ChatEvent
 
 
 FormatSpec = str | Mapping[str, object] | None
+
+# Ollama's readline colours around the trace (cmd/cmd.go thinkingOutputOpeningText).
+GREY, BOLD, DEFAULT = "\x1b[90m", "\x1b[1m", "\x1b[0m"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,39 @@ class RunOptions:
     verbose: bool = False
     wordwrap: bool = True
     keep_alive: float | None = None
+    think: ThinkValue = None  # None: the model's default (thinking models think)
+    hide_thinking: bool = False
+
+
+@dataclass(slots=True)
+class ThinkingView:
+    """Shows the trace as Ollama does: a dimmed "Thinking..." block, then "...done thinking."
+    before the answer; plain text (no colours) when not on a terminal."""
+
+    plain: bool = False
+    hidden: bool = False
+    opened: bool = False
+    ends_line: bool = True
+
+    def show(self, wrapper: WordWrapper, text: str) -> None:
+        """Write a piece of the trace (opening the block first)."""
+        if self.hidden or not text:
+            return
+        if not self.opened:
+            opening = "Thinking...\n"
+            wrapper.write_line(opening if self.plain else GREY + BOLD + opening + DEFAULT + GREY)
+            self.opened = True
+        wrapper.feed(text)
+        self.ends_line = text.endswith("\n")
+
+    def close(self, wrapper: WordWrapper) -> None:
+        """End the block before the answer starts."""
+        if not self.opened:
+            return
+        closing = "...done thinking.\n\n"
+        newline = "" if self.ends_line else "\n"
+        wrapper.write_line(newline + (closing if self.plain else GREY + BOLD + closing + DEFAULT))
+        self.opened = False
 
 
 def terminal_width() -> int:
@@ -78,6 +115,7 @@ class Answer:
     text: str
     done: ChatDone | None
     cancelled: bool
+    thinking: str = ""
 
 
 def stream_answer(
@@ -85,26 +123,37 @@ def stream_answer(
     wrapper: WordWrapper,
     token: CancelToken,
     spinner: Spinner | None = None,
+    view: ThinkingView | None = None,
 ) -> Answer:
-    """Write the text chunks through the wrapper; return the whole answer.
+    """Write the trace (through `view`) and the answer through the wrapper; return both.
 
-    The spinner (if any) turns until the first piece of text arrives.
+    The spinner (if any) turns until the first piece of text arrives (of the answer, when
+    the trace is hidden).
     """
     from ollamacli.engine.base import TextChunk
-    from ollamacli.service.chat import ChatDone
+    from ollamacli.service.chat import ChatDone, ThinkingChunk
 
+    view = view or ThinkingView(hidden=True)
     parts: list[str] = []
+    thinking: list[str] = []
     done: ChatDone | None = None
     try:
         for event in events:
-            if isinstance(event, TextChunk) and event.text:
+            if isinstance(event, ThinkingChunk) and event.text:
+                if spinner is not None and not view.hidden:
+                    spinner.stop()
+                thinking.append(event.text)
+                view.show(wrapper, event.text)
+            elif isinstance(event, TextChunk) and event.text:
                 if spinner is not None:
                     spinner.stop()
+                view.close(wrapper)
                 parts.append(event.text)
                 wrapper.feed(event.text)
             elif isinstance(event, ChatDone):
+                view.close(wrapper)
                 done = event
     finally:
         if spinner is not None:
             spinner.stop()
-    return Answer("".join(parts), done, token.cancelled)
+    return Answer("".join(parts), done, token.cancelled, "".join(thinking))

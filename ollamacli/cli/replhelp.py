@@ -17,7 +17,6 @@ Use \"\"\" to begin a multi-line message.
 
 """
 
-# Ollama also lists `/set think` and `/set nothink`; this engine has no thinking output.
 USAGE_SET = """\
 Available Commands:
   /set parameter ...     Set a parameter
@@ -30,6 +29,8 @@ Available Commands:
   /set noformat          Disable formatting
   /set verbose           Show LLM stats
   /set quiet             Disable LLM stats
+  /set think             Enable thinking
+  /set nothink           Disable thinking
 
 """
 

@@ -20,6 +20,7 @@ from ollamacli.cli.app import app
 from ollamacli.errors import InvalidRequestError
 
 if TYPE_CHECKING:
+    from ollamacli.engine.thinking import ThinkValue
     from ollamacli.service import Services
 
 # Ollama appends these to `run --help`; `\b` stops the help formatter from rewrapping them.
@@ -59,6 +60,21 @@ def parse_format(value: str) -> FormatSpec:
     return schema
 
 
+def parse_think(value: str | None) -> ThinkValue:
+    """`--think[=level]`: true, false or a level (None when the flag is absent)."""
+    if value is None:
+        return None
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    if value in ("low", "medium", "high", "max"):
+        return value
+    raise typer.BadParameter(
+        f"invalid value for --think: {value!r} (must be true, false, high, medium, low, or max)"
+    )
+
+
 def _read_stdin() -> str:
     return sys.stdin.buffer.read().decode("utf-8", errors="replace")
 
@@ -84,6 +100,7 @@ def _ensure_model(services: Services, model: str, *, insecure: bool) -> None:
 def _answer_once(services: Services, model: str, prompt: str, options: RunOptions) -> None:
     """Stream one answer to stdout; statistics to stderr."""
     from ollamacli.cli.answer import (
+        ThinkingView,
         interrupt_cancels,
         stream_answer,
         streaming_writer,
@@ -95,15 +112,22 @@ def _answer_once(services: Services, model: str, prompt: str, options: RunOption
     from ollamacli.service.chat import GenerateRequest
 
     request = GenerateRequest(
-        model=model, prompt=prompt, format=options.format, keep_alive=options.keep_alive
+        model=model,
+        prompt=prompt,
+        format=options.format,
+        keep_alive=options.keep_alive,
+        think=options.think,
     )
     on_terminal = sys.stdout.isatty()
     wrap = options.wordwrap and on_terminal
     wrapper = WordWrapper(streaming_writer(sys.stdout), terminal_width(), enabled=wrap)
+    # The trace reaches a pipe only when --think asked for it (scripts read the answer).
+    hidden = options.hide_thinking or (not on_terminal and not options.think)
+    view = ThinkingView(plain=not on_terminal, hidden=hidden)
     token = CancelToken()
     with interrupt_cancels(token), Spinner(sys.stderr) as spinner:
         events = services.chat.generate(request, token)
-        answer = stream_answer(events, wrapper, token, spinner)
+        answer = stream_answer(events, wrapper, token, spinner, view)
     if answer.cancelled:
         sys.stdout.write("\n" if wrapper.started else "")
         sys.stdout.flush()
@@ -140,6 +164,15 @@ def run(
         None, "--keepalive", help="Duration to keep a model loaded (e.g. 5m)."
     ),
     insecure: bool = typer.Option(False, "--insecure", help="Use an insecure registry."),
+    think: str | None = typer.Option(
+        None,
+        "--think",
+        metavar="[=LEVEL]",
+        help="Enable thinking mode: true/false or high/medium/low for supported models.",
+    ),
+    hidethinking: bool = typer.Option(
+        False, "--hidethinking", help="Hide thinking output (if provided)."
+    ),
 ) -> None:
     """Run a model."""
     from ollamacli.config import parse_duration
@@ -156,6 +189,8 @@ def run(
         verbose=verbose,
         wordwrap=not nowordwrap,
         keep_alive=parse_duration(keepalive) if keepalive else None,
+        think=parse_think(think),
+        hide_thinking=hidethinking,
     )
     services = wiring.services()
     _ensure_model(services, model, insecure=insecure)

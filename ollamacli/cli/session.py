@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from ollamacli.cli import replhelp
 from ollamacli.cli.answer import (
     RunOptions,
+    ThinkingView,
     interrupt_cancels,
     stream_answer,
     streaming_writer,
@@ -143,12 +144,14 @@ class ChatSession:
             system=self.system,
             format=self.options.format,
             keep_alive=self.options.keep_alive,
+            think=self.options.think,
         )
         token, wrapper = CancelToken(), self._wrapper()
+        view = ThinkingView(plain=not self.out.isatty(), hidden=self.options.hide_thinking)
         try:
             with interrupt_cancels(token), Spinner(self.err, enabled=self._spin) as spinner:
                 events = self.services.chat.chat(request, token)
-                answer = stream_answer(events, wrapper, token, spinner)
+                answer = stream_answer(events, wrapper, token, spinner, view)
         except OllamaCliError as exc:
             self.messages.pop()
             self.out.write("\n" if wrapper.started else "")
@@ -162,7 +165,7 @@ class ChatSession:
         self.out.flush()
         if self.options.verbose and answer.done is not None:
             self.err.write(format_stats(answer.done))
-        self.messages.append(ChatMessage("assistant", answer.text))
+        self.messages.append(ChatMessage("assistant", answer.text, thinking=answer.thinking))
 
     def _wrapper(self) -> WordWrapper:
         return WordWrapper(streaming_writer(self.out), self._width(), enabled=self.options.wordwrap)
@@ -286,7 +289,7 @@ class ChatSession:
         if len(args) < 2:
             self.err.write(replhelp.USAGE_SET)
             return
-        simple = {
+        simple: dict[str, Callable[[], None]] = {
             "history": lambda: self._on_history(True),
             "nohistory": lambda: self._on_history(False),
             "wordwrap": lambda: self._set_option("wordwrap", wordwrap=True),
@@ -294,8 +297,10 @@ class ChatSession:
             "verbose": lambda: self._set_option("verbose", verbose=True),
             "quiet": lambda: self._set_option("quiet", verbose=False),
             "noformat": self._set_noformat,
+            "nothink": lambda: self._set_think(False, "Set 'nothink' mode.\n"),
         }
         with_args = {
+            "think": self._set_think_level,
             "format": self._set_format,
             "parameter": self._set_parameter,
             "system": self._set_system,
@@ -310,6 +315,29 @@ class ChatSession:
     def _set_option(self, mode: str, **change: bool) -> None:
         self.options = replace(self.options, **change)  # type: ignore[arg-type]  # bool fields
         self.out.write(f"Set '{mode}' mode.\n")
+
+    def _set_think_level(self, args: list[str]) -> None:
+        """`/set think [level]` (the level is checked by the request, as in Ollama)."""
+        if len(args) > 2 and args[2]:
+            self._set_think(args[2], f"Set 'think' mode to '{args[2]}'.\n")
+        else:
+            self._set_think(True, "Set 'think' mode.\n")
+
+    def _set_think(self, value: bool | str, message: str) -> None:
+        self.options = replace(self.options, think=value)
+        if not self._thinks():
+            self.err.write(f'warning: model "{self.model}" does not support thinking output\n')
+        self.out.write(message)
+
+    def _thinks(self) -> bool:
+        from ollamacli.names import ModelName
+        from ollamacli.service.show import describe
+
+        try:
+            info = describe(self.services.store, ModelName.parse(self.model))
+        except OllamaCliError:
+            return True  # say nothing when the model cannot be read; the request will tell
+        return "thinking" in info.capabilities
 
     def _set_noformat(self) -> None:
         self.options = replace(self.options, format=None)

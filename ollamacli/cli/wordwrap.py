@@ -52,6 +52,14 @@ class WordWrapper:
                 self._advance(char)
         self._write("".join(out))
 
+    def write_line(self, text: str) -> None:
+        """Write whole lines outside the wrapping (the thinking banners); the next piece
+        starts at the beginning of a line."""
+        self.started = self.started or bool(text)
+        self._write(text)
+        self._line = 0
+        self._word = ""
+
     def _break(self, char: str) -> str:
         """The text that moves to a new line before `char`."""
         if char in " \t\r\n":

@@ -33,6 +33,7 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_name: str | None = None
     images: tuple[bytes, ...] = ()
+    thinking: str = ""  # the reasoning trace of an assistant turn, apart from its content
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF text constraining the output
     truncate: bool = True  # a prompt longer than the context keeps num_keep + its end; else error
+    special_tokens: bool = False  # print control tokens (harmony's `<|channel|>` markers)
 
 
 @dataclass(frozen=True, slots=True)

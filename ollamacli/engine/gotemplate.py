@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ollamacli.engine.base import ChatMessage, ToolCall
@@ -28,9 +28,11 @@ from ollamacli.engine.goparse import (
     Operand,
     Parser,
     Pipe,
+    Text,
     Variable,
     lex,
 )
+from ollamacli.engine.thinking import ThinkValue, think_enabled, think_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,22 +49,36 @@ class GoTemplate:
         return "messages" in self.identifiers or "document" in self.identifiers
 
     def render(
-        self, messages: Sequence[ChatMessage], *, tools: Sequence[Mapping[str, object]] = ()
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[Mapping[str, object]] = (),
+        think: ThinkValue = None,
     ) -> str:
-        """The prompt for a conversation."""
+        """The prompt for a conversation (`think` fills `.Think`, `.ThinkLevel`, `.IsThinkSet`)."""
         system, collated = collate(messages)
         executor = Executor(FUNCTIONS)
+        think_values = {
+            "Think": think_enabled(think),
+            "ThinkLevel": think_level(think),
+            "IsThinkSet": think is not None,
+        }
         if self.uses_messages:
             data: dict[str, object] = {
                 "System": system,
                 "Messages": [_message(m) for m in collated],
                 "Tools": [_tool(t) for t in tools] or None,
-                **_THINK_VALUES,
+                **think_values,
             }
             return executor.execute(self.nodes, {**data, "Response": ""})
-        return self._render_legacy(collated, executor)
+        return self._render_legacy(collated, executor, think_values)
 
-    def _render_legacy(self, messages: Sequence[ChatMessage], executor: Executor) -> str:
+    def _render_legacy(
+        self,
+        messages: Sequence[ChatMessage],
+        executor: Executor,
+        think_values: Mapping[str, object],
+    ) -> str:
         parts: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}
         for message in messages:
@@ -71,17 +87,16 @@ class GoTemplate:
                 "user": turn["Response"],
             }.get(message.role, "")
             if starts_turn:
-                parts.append(executor.execute(self.nodes, {**turn, **_THINK_VALUES}))
+                parts.append(executor.execute(self.nodes, {**turn, **think_values}))
                 turn = {"System": "", "Prompt": "", "Response": ""}
             key = {"system": "System", "user": "Prompt", "assistant": "Response"}.get(message.role)
             if key:
                 turn[key] = message.content
         last = _ResponseCut().nodes(self.nodes)
-        parts.append(executor.execute(last, {**turn, **_THINK_VALUES}))
+        parts.append(executor.execute(last, {**turn, **think_values}))
         return "".join(parts)
 
 
-_THINK_VALUES: dict[str, object] = {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
 _RESPONSE_ACTION = Action(Pipe((Command((Field(("Response",)),)),)))
 
 
@@ -97,10 +112,14 @@ def parse_go(source: str) -> GoTemplate:
 
 
 def render_go(
-    source: str, messages: Sequence[ChatMessage], *, tools: Sequence[Mapping[str, object]] = ()
+    source: str,
+    messages: Sequence[ChatMessage],
+    *,
+    tools: Sequence[Mapping[str, object]] = (),
+    think: ThinkValue = None,
 ) -> str:
     """Render an Ollama Go template for a conversation."""
-    return parse_go(source).render(messages, tools=tools)
+    return parse_go(source).render(messages, tools=tools, think=think)
 
 
 def collate(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatMessage]]:
@@ -191,7 +210,7 @@ def _message(message: ChatMessage) -> GoStruct:
         {
             "Role": message.role,
             "Content": message.content,
-            "Thinking": "",
+            "Thinking": message.thinking,
             "Images": list(message.images) or None,
             "ToolCalls": [_tool_call(c, i) for i, c in enumerate(message.tool_calls)] or None,
             "ToolName": message.tool_name or "",
@@ -280,3 +299,52 @@ def _property(spec: object) -> GoStruct:
     names = ("anyOf", "type", "items", "description", "enum", "properties", "required")
     tags = tuple((go, js, True) for go, js in zip(fields, names, strict=True))
     return GoStruct("api.ToolProperty", fields, tags)
+
+
+def thinking_tags(template: GoTemplate) -> tuple[str, str]:
+    """The tags around `{{ .Thinking }}` in a range over `.Messages` ("" when none), found as
+    Ollama's thinking.InferTags finds them: the first and last text of the nearest enclosing
+    list (the last such reference wins)."""
+    found = ("", "")
+    for body, pipes in _lists(template.nodes, in_messages=False):
+        if any(_mentions_thinking(pipe) for pipe in pipes):
+            texts = [node for node in body if not (isinstance(node, Text) and not node.text)]
+            opening = texts[0].text.strip() if isinstance(texts[0], Text) else ""
+            closing = texts[-1].text.strip() if isinstance(texts[-1], Text) else ""
+            found = (opening, closing)
+    return found
+
+
+def _lists(
+    nodes: Sequence[Node], *, in_messages: bool
+) -> Iterator[tuple[Sequence[Node], list[Pipe]]]:
+    """Each node list inside a range over `.Messages`, with the pipes that belong to it
+    directly (its actions' and its branches' conditions), in document order."""
+    pipes: list[Pipe] = []
+    nested: list[tuple[Sequence[Node], list[Pipe]]] = []
+    for node in nodes:
+        if isinstance(node, Action):
+            pipes.append(node.pipe)
+        elif isinstance(node, Branch):
+            pipes.append(node.pipe)
+            # the nearest range decides, as in Ollama (a range over tool calls does not count)
+            inside = _mentions(node.pipe, "Messages") if node.kind == "range" else in_messages
+            nested += _lists(node.body, in_messages=inside)
+            nested += _lists(node.otherwise or (), in_messages=inside)
+    if in_messages and nodes:
+        yield nodes, pipes
+    yield from nested
+
+
+def _mentions(pipe: Pipe, name: str) -> bool:
+    for command in pipe.commands:
+        for arg in command.args:
+            if isinstance(arg, Field) and arg.idents[:1] == (name,):
+                return True
+            if isinstance(arg, Pipe) and _mentions(arg, name):
+                return True
+    return False
+
+
+def _mentions_thinking(pipe: Pipe) -> bool:
+    return _mentions(pipe, "Thinking")

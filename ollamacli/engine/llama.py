@@ -148,7 +148,7 @@ class LlamaCppEngine:
         self._llm = llm
         self.config = config
         self._vocab = lib.llama_model_get_vocab(llm.model)
-        self._pieces: dict[int, bytes] = {}
+        self._pieces: dict[tuple[int, bool], bytes] = {}
         self._metadata = {str(k): str(v) for k, v in dict(llm.metadata).items()}
         self._closed = False
 
@@ -285,7 +285,7 @@ class LlamaCppEngine:
             if lib.llama_vocab_is_eog(vocab, token):
                 break
             decoded.tokens.append(token)
-            piece = text.push(self._piece(token))
+            piece = text.push(self._piece(token, sampling.special_tokens))
             if piece:
                 yield TextChunk(piece)
             if text.stopped:
@@ -301,20 +301,21 @@ class LlamaCppEngine:
             yield TextChunk(rest)
         decoded.duration = time.perf_counter_ns() - started
 
-    def _piece(self, token: int) -> bytes:
-        """The bytes a token stands for (cached: the same tokens come back all the time)."""
-        piece = self._pieces.get(token)
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes a token stands for (cached: the same tokens come back all the time);
+        control tokens print only with `special` (harmony's channel markers need them)."""
+        piece = self._pieces.get((token, special))
         if piece is None:
             size = 32
             while True:
                 buffer = ctypes.create_string_buffer(size)
                 written = int(
-                    self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+                    self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
                 )
                 if written >= 0:
                     break
                 size = -written
-            piece = self._pieces[token] = buffer.raw[:written]
+            piece = self._pieces[(token, special)] = buffer.raw[:written]
         return piece
 
     def embed(self, texts: list[str]) -> list[list[float]]:

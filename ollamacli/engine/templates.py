@@ -1,8 +1,10 @@
 """Chat templates: turn a conversation into the prompt text a model was trained on.
 
 Sources, first match wins: a per-request template, the Modelfile TEMPLATE, the GGUF's
-`tokenizer.chat_template`, and finally a plain documented fallback. Jinja templates render in a
-sandbox, the way Hugging Face renders them.
+`tokenizer.chat_template`, and finally Ollama's default `{{ .Prompt }}` (template/template.go).
+Jinja templates render in a sandbox, the way Hugging Face renders them, with the thinking
+switches the families read: `enable_thinking` (Qwen 3), `thinking` (DeepSeek V3.1) and
+`reasoning_effort` (gpt-oss), and each earlier turn's trace as `reasoning_content`/`thinking`.
 """
 
 from __future__ import annotations
@@ -17,23 +19,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ollamacli.engine.base import ChatMessage
+from ollamacli.engine.thinking import ThinkValue, think_enabled
 from ollamacli.errors import TemplateError
 
 if TYPE_CHECKING:  # jinja2 is imported on first use: `list` and `--help` never render a prompt
     import jinja2
     import jinja2.sandbox
 
-TemplateKind = Literal["jinja", "go", "fallback"]
+TemplateKind = Literal["jinja", "go"]
 
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m.role == 'system' %}### System:\n{{ m.content }}\n\n"
-    "{% elif m.role == 'user' %}### User:\n{{ m.content }}\n\n"
-    "{% elif m.role == 'tool' %}### Tool result:\n{{ m.content }}\n\n"
-    "{% else %}### Assistant:\n{{ m.content }}\n\n{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}"
-)
-"""Used for a GGUF with no chat template: role headers a base model can follow."""
+DEFAULT_TEMPLATE = "{{ .Prompt }}"
+"""Ollama's template for a model with neither a TEMPLATE nor a GGUF chat template."""
 
 
 _GO_MARKERS = re.compile(r"\{\{-?\s*(\.|\$|(if|range|with|end|else|template|define)\b)")
@@ -108,7 +104,25 @@ def message_dict(message: ChatMessage) -> dict[str, object]:
         ]
     if message.tool_name:
         data["name"] = message.tool_name
+    if message.thinking:
+        data["reasoning_content"] = message.thinking  # Qwen 3, DeepSeek
+        data["thinking"] = message.thinking  # gpt-oss
     return data
+
+
+def thinking_switches(think: ThinkValue) -> dict[str, object]:
+    """The variables Jinja templates read to turn reasoning on or off (none when unset, so
+    each template keeps its own default)."""
+    if think is None:
+        return {}
+    switches: dict[str, object] = {
+        "enable_thinking": think_enabled(think),
+        "thinking": think_enabled(think),
+    }
+    if isinstance(think, str):
+        # gpt-oss knows low/medium/high only; Ollama maps "max" to "high" for harmony
+        switches["reasoning_effort"] = "high" if think == "max" else think
+    return switches
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,37 +140,39 @@ class ChatTemplate:
         *,
         tools: Sequence[Mapping[str, object]] = (),
         add_generation_prompt: bool = True,
+        think: ThinkValue = None,
     ) -> str:
         """The prompt text for a conversation."""
         if self.kind == "go":
             from ollamacli.engine.gotemplate import parse_go
 
-            return parse_go(self.source).render(messages, tools=tools)
-        return self._render_jinja(messages, tools, add_generation_prompt)
+            return parse_go(self.source).render(messages, tools=tools, think=think)
+        extra = {"add_generation_prompt": add_generation_prompt, **thinking_switches(think)}
+        return self._render_jinja(messages, tools, extra)
 
     def _render_jinja(
         self,
         messages: Sequence[ChatMessage],
         tools: Sequence[Mapping[str, object]],
-        add_generation_prompt: bool,
+        extra: Mapping[str, object],
     ) -> str:
         template = _compile_jinja(self.source)
         try:
-            return self._jinja(template, messages, tools, add_generation_prompt)
+            return self._jinja(template, messages, tools, extra)
         except TemplateError:
             merged = merge_system(messages)
             if merged is None:
                 raise
             # Gemma-style templates refuse a system role; Ollama's own Gemma templates put the
             # system text at the top of the first user turn instead, and so do we.
-            return self._jinja(template, merged, tools, add_generation_prompt)
+            return self._jinja(template, merged, tools, extra)
 
     def _jinja(
         self,
         template: jinja2.Template,
         messages: Sequence[ChatMessage],
         tools: Sequence[Mapping[str, object]],
-        add_generation_prompt: bool,
+        extra: Mapping[str, object],
     ) -> str:
         import jinja2
 
@@ -164,9 +180,9 @@ class ChatTemplate:
             return template.render(
                 messages=[message_dict(m) for m in messages],
                 tools=list(tools) or None,
-                add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                **extra,
             )
         except TemplateError:
             raise
@@ -190,8 +206,8 @@ def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage] | None:
 def resolve_template(
     *candidates: str | None, bos_token: str = "", eos_token: str = ""
 ) -> ChatTemplate:
-    """The first non-empty template among the candidates, or the plain fallback."""
+    """The first non-empty template among the candidates, or Ollama's `{{ .Prompt }}`."""
     for text in candidates:
         if text:
             return ChatTemplate(text, detect_kind(text), bos_token, eos_token)
-    return ChatTemplate(FALLBACK_TEMPLATE, "fallback", bos_token, eos_token)
+    return ChatTemplate(DEFAULT_TEMPLATE, "go", bos_token, eos_token)

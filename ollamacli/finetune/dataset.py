@@ -6,6 +6,9 @@ Two row shapes are accepted:
 - chat rows: `{"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}`
   (multi-turn, optional leading system message, ending with an assistant turn).
 
+An assistant turn (or a question/answer row) may carry `thinking`, its reasoning trace: models
+whose template has a trace learn it between the tags, before the answer.
+
 A malformed row is a `DatasetError` that names the line (JSONL) or the index (JSON array).
 """
 
@@ -101,7 +104,8 @@ def _question_answer(row: dict[str, object], location: str) -> tuple[ChatMessage
         raise DatasetError(f"'role' must be \"user\", got {role!r}", location=location)
     question = _text(row, "content", location)
     answer = _text(row, "response", location)
-    return ChatMessage("user", question), ChatMessage("assistant", answer)
+    thinking = _text(row, "thinking", location) if "thinking" in row else ""
+    return ChatMessage("user", question), ChatMessage("assistant", answer, thinking=thinking)
 
 
 def _chat_messages(value: object, location: str) -> tuple[ChatMessage, ...]:
@@ -119,7 +123,10 @@ def _chat_messages(value: object, location: str) -> tuple[ChatMessage, ...]:
             )
         if role == "system" and index != 0:
             raise DatasetError("only the first message may be a system message", location=where)
-        messages.append(ChatMessage(str(role), _text(item, "content", where)))
+        thinking = (
+            _text(item, "thinking", where) if role == "assistant" and "thinking" in item else ""
+        )
+        messages.append(ChatMessage(str(role), _text(item, "content", where), thinking=thinking))
     _check_turns(messages, location)
     return tuple(messages)
 

@@ -4,7 +4,9 @@ The conversation is assembled by `ChatService.conversation` for the base model (
 message unless the row has its own, its MESSAGE rows, then the row) and rendered with the same
 template inference resolves (Modelfile TEMPLATE, else the GGUF's chat template). Each
 assistant turn becomes a trained piece: the text the template puts after the generation prompt
-(its content and end-of-turn marker); everything else is context with no loss.
+(its trace, content and end-of-turn marker); everything else is context with no loss. A template
+with a reasoning trace renders with thinking on, as inference does by default, so a row's
+`thinking` is learned after the opening tag the prompt ends with.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ollamacli.engine.base import ChatMessage
+from ollamacli.engine.reasoning import thinking_style
 from ollamacli.engine.templates import ChatTemplate, resolve_template
+from ollamacli.engine.thinking import ThinkValue
 from ollamacli.errors import DatasetError, FinetuneError
 from ollamacli.finetune.dataset import Example
 
@@ -35,6 +39,7 @@ class PromptFormat:
     template: ChatTemplate
     assemble: Assemble = list
     bos_id: int | None = None  # prepended when the model's tokenizer adds BOS
+    think: ThinkValue = None  # True for templates with a trace (inference's default)
 
     @classmethod
     def for_model(
@@ -49,7 +54,8 @@ class PromptFormat:
         """The format for a model; `special` is the text of its (BOS, EOS) tokens."""
         bos, eos = special
         template = resolve_template(modelfile_template, gguf_template, bos_token=bos, eos_token=eos)
-        return cls(template, assemble, bos_id)
+        thinks = thinking_style(template.source, template.kind) is not None
+        return cls(template, assemble, bos_id, True if thinks else None)
 
     def pieces(self, example: Example) -> list[tuple[str, bool]]:
         """The rendered text cut into (text, trained) pieces, in order."""
@@ -60,23 +66,30 @@ class PromptFormat:
         for index, message in enumerate(conversation):
             if message.role != "assistant" or index < first_trained:
                 continue
-            prompt = self.template.render(conversation[:index], add_generation_prompt=True)
+            prompt = self.template.render(
+                conversation[:index], add_generation_prompt=True, think=self.think
+            )
             if not prompt.startswith(done):
                 raise FinetuneError(
                     f"{example.location}: the chat template does not render this conversation "
                     "turn by turn",
                     hint="use single-turn rows with this model",
                 )
-            answer = self._answer(conversation[: index + 1], prompt, message.content)
+            answer = self._answer(conversation[: index + 1], prompt, message)
             pieces += [(prompt[len(done) :], False), (answer, True)]
             done = prompt + answer
         return [(text, trained) for text, trained in pieces if text]
 
-    def _answer(self, conversation: list[ChatMessage], prompt: str, content: str) -> str:
-        """What the template writes for the last assistant turn, end-of-turn marker included."""
-        full = self.template.render(conversation, add_generation_prompt=False)
+    def _answer(self, conversation: list[ChatMessage], prompt: str, message: ChatMessage) -> str:
+        """What the template writes for the last assistant turn, end-of-turn marker included
+        (with a trace, the content comes after it)."""
+        full = self.template.render(conversation, add_generation_prompt=False, think=self.think)
         answer = full[len(prompt) :] if full.startswith(prompt) else ""
-        if not answer.lstrip().startswith(content.strip()):
+        content = message.content
+        traced = bool(message.thinking) and message.thinking.strip() in answer
+        if not answer.lstrip().startswith(content.strip()) and not (
+            traced and content.strip() in answer
+        ):
             answer = content
         eos = self.template.eos_token
         if eos and eos not in answer:

@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 
 from ollamacli.config import parse_duration
 from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.engine.thinking import check_think, think_enabled
 from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidOptionError, InvalidRequestError
 from ollamacli.modelfile import Message, parse
@@ -33,7 +34,6 @@ _LOAD_LIMITS: dict[str, tuple[int, int]] = {
     "num_batch": (0, 1 << 16),
     "num_thread": (0, 256),
 }
-THINK_LEVELS = ("low", "medium", "high", "max")
 
 
 def model_name(value: str, *, field: str = "model") -> str:
@@ -116,10 +116,7 @@ def embed_request(body: EmbedBody) -> EmbedRequest:
 def wanted_capabilities(body: GenerateBody | ChatBody) -> tuple[str, ...]:
     """Capabilities the request needs beyond completion (checked against the model)."""
     needs: list[str] = []
-    think = body.think
-    if isinstance(think, str) and think not in THINK_LEVELS:
-        raise InvalidRequestError(f"invalid think value {think!r}; use true, false or a level")
-    if think:
+    if think_enabled(check_think(body.think)):
         needs.append("thinking")
     if isinstance(body, GenerateBody):
         if body.suffix:
@@ -155,6 +152,7 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
         format=format_spec(body.format),
         keep_alive=keep_alive(body.keep_alive),
         truncate=body.truncate is not False,
+        think=check_think(body.think),
     )
 
 
@@ -169,6 +167,7 @@ def chat_message(message: MessageBody) -> ChatMessage:
         content=message.content or "",
         tool_calls=calls,
         tool_name=message.tool_name,
+        thinking=message.thinking or "",
     )
 
 
@@ -185,6 +184,7 @@ def chat_request(body: ChatBody) -> ChatRequest:
         tool_choice=tool_choice(body.tool_choice),
         keep_alive=keep_alive(body.keep_alive),
         truncate=body.truncate is not False,
+        think=check_think(body.think),
     )
 
 
@@ -222,6 +222,8 @@ def create_spec(body: CreateBody) -> CreateSpec:
             else None
         ),
         licenses=tuple(licenses) if licenses is not None else None,
+        renderer=body.renderer or None,
+        parser=body.parser or None,
     )
 
 
@@ -305,4 +307,6 @@ def _spec_from_modelfile(text: str) -> CreateSpec:
         parameters=dict(modelfile.parameters) or None,
         messages=modelfile.messages or None,
         licenses=modelfile.licenses or None,
+        renderer=modelfile.renderer,
+        parser=modelfile.parser,
     )

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.engine.thinking import ThinkValue
 from ollamacli.errors import InvalidRequestError
 from ollamacli.names import ModelName
 from ollamacli.server import convert
@@ -36,6 +37,7 @@ from ollamacli.service.chat import (
     ChatRequest,
     FormatSpec,
     GenerateRequest,
+    ThinkingChunk,
     ToolCallsChunk,
 )
 from ollamacli.store import ManifestEntry
@@ -121,8 +123,43 @@ def _messages(body: ChatCompletionBody) -> tuple[ChatMessage, ...]:
         calls = _tool_calls(m)
         called.update({c.id: c.name for c in calls if c.id})
         name = m.name or (called.get(m.tool_call_id) if m.tool_call_id else None)
-        messages.append(ChatMessage(m.role.lower(), _text(m), tool_calls=calls, tool_name=name))
+        messages.append(
+            ChatMessage(
+                m.role.lower(),
+                _text(m),
+                tool_calls=calls,
+                tool_name=name,
+                thinking=m.reasoning or "",
+            )
+        )
     return tuple(messages)
+
+
+_EFFORTS: dict[str, ThinkValue] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
+}
+
+
+def think_from_effort(body: ChatCompletionBody) -> ThinkValue:
+    """`reasoning_effort` (or `reasoning.effort`) as Ollama's `think`; OpenAI's tiers beyond
+    Ollama's are clamped to the nearest one, as Ollama's openai layer does."""
+    effort = body.reasoning.get("effort") if body.reasoning is not None else body.reasoning_effort
+    if effort is None or effort == "":
+        return None
+    if not isinstance(effort, str) or effort not in _EFFORTS:
+        raise InvalidRequestError(
+            f"invalid reasoning value: {effort!r} (must be "
+            + ", ".join(f'"{name}"' for name in _EFFORTS)
+            + ")"
+        )
+    return _EFFORTS[effort]
 
 
 def chat_request(body: ChatCompletionBody) -> ChatRequest:
@@ -135,6 +172,7 @@ def chat_request(body: ChatCompletionBody) -> ChatRequest:
         format=_format(body.response_format),
         tools=tuple(body.tools or ()),
         tool_choice=convert.tool_choice(body.tool_choice),
+        think=think_from_effort(body),
     )
 
 
@@ -161,11 +199,19 @@ class OpenAIAnswer:
         }
 
     def _choice(
-        self, text: str, calls: tuple[ToolCall, ...], reason: str | None, *, chunk: bool
+        self,
+        text: str,
+        calls: tuple[ToolCall, ...],
+        reason: str | None,
+        *,
+        chunk: bool,
+        reasoning: str = "",
     ) -> dict[str, object]:
         if not self.chat:
             return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
         message: dict[str, object] = {"role": "assistant", "content": text}
+        if reasoning:
+            message["reasoning"] = reasoning  # Ollama's field for the trace
         if calls:
             message["tool_calls"] = [
                 {
@@ -195,6 +241,11 @@ class OpenAIAnswer:
                     self._envelope([self._choice(event.text, (), None, chunk=True)], chunk=True)
                 )
             return
+        if isinstance(event, ThinkingChunk):
+            if event.text and self.chat:
+                choice = self._choice("", (), None, chunk=True, reasoning=event.text)
+                yield sse_event(self._envelope([choice], chunk=True))
+            return
         if isinstance(event, ToolCallsChunk):
             self.called = True
             yield sse_event(
@@ -209,17 +260,22 @@ class OpenAIAnswer:
     def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
         """The non-streamed response."""
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         done = ChatDone(done_reason="stop")
         for event in events:
             if isinstance(event, TextChunk):
                 texts.append(event.text)
+            elif isinstance(event, ThinkingChunk):
+                thinking.append(event.text)
             elif isinstance(event, ToolCallsChunk):
                 calls.extend(event.calls)
             else:
                 done = event
         reason = "tool_calls" if calls else FINISH_REASONS.get(done.done_reason, "stop")
-        choice = self._choice("".join(texts), tuple(calls), reason, chunk=False)
+        choice = self._choice(
+            "".join(texts), tuple(calls), reason, chunk=False, reasoning="".join(thinking)
+        )
         return {**self._envelope([choice], chunk=False), "usage": self.usage(done)}
 
 

@@ -12,7 +12,7 @@ from ollamacli.gguffile import ArraySummary
 from ollamacli.parameters import OptionValue
 from ollamacli.scheduler import LoadedInfo
 from ollamacli.server.streaming import json_line
-from ollamacli.service.chat import ChatDone, ChatEvent, ToolCallsChunk
+from ollamacli.service.chat import ChatDone, ChatEvent, ThinkingChunk, ToolCallsChunk
 from ollamacli.service.show import ModelInfo
 from ollamacli.store import ManifestEntry
 
@@ -62,21 +62,29 @@ class Answer:
         self.chat = chat
         self.with_context = with_context
 
-    def _base(self, text: str, calls: tuple[ToolCall, ...] = ()) -> dict[str, object]:
+    def _base(
+        self, text: str, calls: tuple[ToolCall, ...] = (), thinking: str = ""
+    ) -> dict[str, object]:
         data: dict[str, object] = {"model": self.model, "created_at": rfc3339()}
         if self.chat:
             message: dict[str, object] = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
             if calls:
                 message["tool_calls"] = tool_calls_json(calls)
             data["message"] = message
         else:
             data["response"] = text
+            if thinking:
+                data["thinking"] = thinking
         return data
 
     def chunk(self, event: ChatEvent) -> dict[str, object] | None:
         """The NDJSON object for one event (None for nothing to send)."""
         if isinstance(event, TextChunk):
             return {**self._base(event.text), "done": False} if event.text else None
+        if isinstance(event, ThinkingChunk):
+            return {**self._base("", thinking=event.text), "done": False} if event.text else None
         if isinstance(event, ToolCallsChunk):
             return {**self._base("", event.calls), "done": False}
         return self.final(event, "")
@@ -88,10 +96,10 @@ class Answer:
             yield json_line(data)
 
     def final(
-        self, done: ChatDone, text: str, calls: tuple[ToolCall, ...] = ()
+        self, done: ChatDone, text: str, calls: tuple[ToolCall, ...] = (), thinking: str = ""
     ) -> dict[str, object]:
         """The last object: `done`, `done_reason`, the statistics (zero ones omitted)."""
-        data = {**self._base(text, calls), "done": True, "done_reason": done.done_reason}
+        data = {**self._base(text, calls, thinking), "done": True, "done_reason": done.done_reason}
         if not self.chat and self.with_context and done.context:
             data["context"] = list(done.context)
         if done.truncated:  # ours: old turns or prompt tokens were dropped to fit num_ctx
@@ -105,16 +113,19 @@ class Answer:
     def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
         """The single object of a non-streamed answer."""
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         done = ChatDone(done_reason="stop")
         for event in events:
             if isinstance(event, TextChunk):
                 texts.append(event.text)
+            elif isinstance(event, ThinkingChunk):
+                thinking.append(event.text)
             elif isinstance(event, ToolCallsChunk):
                 calls.extend(event.calls)
             else:
                 done = event
-        return self.final(done, "".join(texts), tuple(calls))
+        return self.final(done, "".join(texts), tuple(calls), "".join(thinking))
 
 
 def _go_value(value: OptionValue | str) -> str:

@@ -119,6 +119,8 @@ class CreateBody(_ModelBody):
     messages: list[MessageBody] | None = None
     quantize: StrictStr | None = None
     quantization: StrictStr | None = None
+    renderer: StrictStr | None = None
+    parser: StrictStr | None = None
     modelfile: StrictStr | None = None
     stream: StrictBool | None = None
 
@@ -152,6 +154,7 @@ class OpenAIMessage(Body):
     name: StrictStr | None = None
     tool_calls: list[JsonObject] | None = None
     tool_call_id: StrictStr | None = None
+    reasoning: StrictStr | None = None  # an earlier turn's trace, as Ollama returns it
 
 
 class StreamOptions(Body):
@@ -185,6 +188,8 @@ class ChatCompletionBody(_OpenAISampling):
     response_format: ResponseFormat | None = None
     tools: list[JsonObject] | None = None
     tool_choice: ToolChoiceValue | None = None
+    reasoning_effort: StrictStr | None = None
+    reasoning: JsonObject | None = None  # {"effort": ...}, the Responses-style spelling
 
 
 class OpenAIEmbeddingBody(Body):

@@ -10,6 +10,9 @@ the request's turns; when the prompt does not fit in the context, the oldest tur
 final event says so (`truncated`); with `truncate=False` such a request fails instead.
 Tools reach the prompt through the template (engine/tools.py), calls are split out of the
 answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
+Models that reason (engine/reasoning.py) think by default, as in Ollama; the trace streams as
+`ThinkingChunk`s apart from the answer (dropped when `think` is false), and earlier assistant
+turns of tag-thinking models lose any trace left in their content.
 """
 
 from __future__ import annotations
@@ -31,9 +34,18 @@ from ollamacli.engine.base import (
     ToolCall,
 )
 from ollamacli.engine.options import load_config, sampling_config
+from ollamacli.engine.reasoning import ThinkingStyle, output_reader, thinking_style
 from ollamacli.engine.templates import ChatTemplate, resolve_template
+from ollamacli.engine.thinking import (
+    OutputReader,
+    ThinkingSplit,
+    ThinkValue,
+    last_user_index,
+    strip_thinking,
+    think_enabled,
+)
 from ollamacli.engine.toolparse import ToolCallStream
-from ollamacli.engine.tools import ToolChoice, ToolPlan
+from ollamacli.engine.tools import ToolChoice, ToolPlan, tool_names
 from ollamacli.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
 from ollamacli.names import ModelName
 from ollamacli.parameters import (
@@ -66,6 +78,7 @@ class ChatRequest:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     keep_alive: float | None = None
     truncate: bool = True
+    think: ThinkValue = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,14 @@ class GenerateRequest:
     format: FormatSpec = None
     keep_alive: float | None = None
     truncate: bool = True
+    think: ThinkValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingChunk:
+    """A piece of the reasoning trace, kept apart from the answer."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +128,7 @@ class ChatDone:
     truncated: bool = False
 
 
-ChatEvent = TextChunk | ToolCallsChunk | ChatDone
+ChatEvent = TextChunk | ThinkingChunk | ToolCallsChunk | ChatDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +138,27 @@ class _Prompt:
     content: str | list[int]
     truncated: bool = False  # old turns were dropped to fit the context
     keep_context: bool = True  # report `context` tokens (not in raw mode, as Ollama)
+    text: str = ""  # the rendered text when `content` is tokens (a `context` continuation)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reasoning:
+    """How one answer's trace is read: the model's format and what the request asked."""
+
+    style: ThinkingStyle | None
+    think: ThinkValue
+
+    def reader(self, prompt: _Prompt, names: tuple[str, ...] = ()) -> OutputReader | None:
+        if self.style is None:
+            return None
+        text = prompt.content if isinstance(prompt.content, str) else prompt.text
+        return output_reader(self.style, text, names)
+
+    def render_think(self) -> ThinkValue:
+        """What the template sees: a thinking model thinks unless told not to (Ollama)."""
+        if self.style is not None and self.think is None:
+            return True
+        return self.think
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,13 +240,25 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
-            prompt = _tool_prompt(lease.engine, template, conversation, tools, request.truncate)
+            if reasoning.style is not None and reasoning.style.kind == "tags":
+                conversation = _without_old_traces(conversation, reasoning.style)
+            prompt = _tool_prompt(
+                lease.engine,
+                template,
+                conversation,
+                tools,
+                request.truncate,
+                reasoning.render_think(),
+            )
             forced = tools.grammar(template.source)
             if forced is not None:
                 sampling = dataclasses.replace(sampling, grammar=forced)
+            sampling = _with_special(sampling, reasoning)
             splitter = tools.splitter(template.source)
-            yield from self._stream(lease, prompt, sampling, started, cancel, splitter)
+            reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools))
+            yield from self._stream(lease, prompt, sampling, started, cancel, (reader, splitter))
 
     def generate(
         self, request: GenerateRequest, cancel: CancelToken | None = None
@@ -219,14 +273,37 @@ class ChatService:
             return
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
-            if request.raw:
+            template = self._template(prepared.resolved, lease.engine, request.template)
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
+            if request.raw:  # no template, so no trace to read (as Ollama: no parser in raw)
                 prompt = _Prompt(request.prompt, keep_context=False)
+                reasoning = _Reasoning(None, None)
             else:
-                prompt = self._generate_prompt(prepared.resolved, lease.engine, request)
-            yield from self._stream(lease, prompt, sampling, started, cancel)
+                prompt = self._generate_prompt(
+                    prepared.resolved, lease.engine, request, reasoning.render_think()
+                )
+            sampling = _with_special(sampling, reasoning)
+            reader = _TraceReader.of(reasoning, prompt)
+            yield from self._stream(lease, prompt, sampling, started, cancel, (reader, None))
+
+    def _reasoning(
+        self, resolved: ResolvedModel, template: ChatTemplate, model: str, think: ThinkValue
+    ) -> _Reasoning:
+        """The model's trace format; asking a model without one to think is Ollama's 400."""
+        parser = resolved.config.get("parser")
+        style = thinking_style(
+            template.source, template.kind, parser if isinstance(parser, str) else None
+        )
+        if style is None and think_enabled(think):
+            raise InvalidRequestError(f'"{model}" does not support thinking')
+        return _Reasoning(style, think)
 
     def _generate_prompt(
-        self, resolved: ResolvedModel, engine: Engine, request: GenerateRequest
+        self,
+        resolved: ResolvedModel,
+        engine: Engine,
+        request: GenerateRequest,
+        think: ThinkValue = None,
     ) -> _Prompt:
         """Ollama's generate prompt: system, MESSAGE rows (unless continuing a `context`),
         the prompt as a user turn; a `context` is prepended as tokens."""
@@ -239,8 +316,11 @@ class ChatService:
         turns.append(ChatMessage("user", request.prompt))
         template = self._template(resolved, engine, request.template)
         if request.context:
-            return _Prompt([*request.context, *engine.tokenize(template.render(turns))])
-        return _fit_conversation(engine, template, turns, (), truncate=request.truncate)
+            rendered = template.render(turns, think=think)
+            return _Prompt([*request.context, *engine.tokenize(rendered)], text=rendered)
+        return _fit_conversation(
+            engine, template, turns, (), truncate=request.truncate, think=think
+        )
 
     def _sampling(self, prepared: _Prepared, fmt: FormatSpec, truncate: bool) -> SamplingConfig:
         """Sampling settings, with `format` turned into a grammar before any model loads."""
@@ -270,14 +350,16 @@ class ChatService:
         sampling: SamplingConfig,
         started: int,
         cancel: CancelToken | None = None,
-        splitter: ToolCallStream | None = None,
+        readers: tuple[_TraceReader | None, ToolCallStream | None] = (None, None),
     ) -> Iterator[ChatEvent]:
+        """The engine's output as events: the trace apart (`readers[0]`), then tool calls
+        split out of the answer (`readers[1]`), then the statistics."""
+        reader, splitter = readers
         for event in lease.engine.generate(prompt.content, sampling, cancel):
             if isinstance(event, TextChunk):
-                text = splitter.push(event.text) if splitter is not None else event.text
-                if text:
-                    yield TextChunk(text)
+                yield from _answer_events(event.text, reader, splitter)
                 continue
+            yield from _answer_events(None, reader, splitter)
             if splitter is not None:
                 yield from _split_rest(splitter)
             truncated = prompt.truncated or event.truncated
@@ -312,9 +394,11 @@ class ChatService:
 
     @staticmethod
     def _template(resolved: ResolvedModel, engine: Engine, override: str | None) -> ChatTemplate:
+        # A RENDERER (Ollama's built-in renderers) renders with the GGUF's own template.
+        modelfile = None if resolved.config.get("renderer") else resolved.template
         return resolve_template(
             override,
-            resolved.template,
+            modelfile,
             engine.metadata.get("tokenizer.chat_template"),
             bos_token=engine.bos_token,
             eos_token=engine.eos_token,
@@ -327,17 +411,80 @@ def _tool_prompt(
     conversation: Sequence[ChatMessage],
     tools: ToolPlan,
     truncate: bool,
+    think: ThinkValue = None,
 ) -> _Prompt:
     """The chat prompt with the request's tools; when tools are injected into a template that
     refuses `tool` turns, tool results go in as user turns instead."""
     messages, offered = tools.prompt(template.source, conversation)
     try:
-        return _fit_conversation(engine, template, messages, offered, truncate=truncate)
+        return _fit_conversation(
+            engine, template, messages, offered, truncate=truncate, think=think
+        )
     except TemplateError:
         if not tools.injects(template.source) or not any(m.role == "tool" for m in messages):
             raise
     messages, offered = tools.prompt(template.source, conversation, tool_role=False)
-    return _fit_conversation(engine, template, messages, offered, truncate=truncate)
+    return _fit_conversation(engine, template, messages, offered, truncate=truncate, think=think)
+
+
+def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
+    """Harmony's channel markers are control tokens: the engine must print them."""
+    if reasoning.style is not None and reasoning.style.kind == "harmony":
+        return dataclasses.replace(sampling, special_tokens=True)
+    return sampling
+
+
+def _without_old_traces(
+    conversation: Sequence[ChatMessage], style: ThinkingStyle
+) -> list[ChatMessage]:
+    """Assistant turns before the last user turn lose a trace left in their content (Ollama's
+    filterThinkTags); a separate `thinking` stays for the template to use or drop."""
+    last_user = last_user_index([m.role for m in conversation])
+    kept = list(conversation)
+    for index, message in enumerate(kept[:last_user]):
+        if message.role == "assistant" and style.opening in message.content:
+            content = strip_thinking(message.content, style.opening, style.closing)
+            kept[index] = dataclasses.replace(message, content=content)
+    return kept
+
+
+@dataclass(slots=True)
+class _TraceReader:
+    """Reads one answer's trace; the trace goes out only when thinking is on (`keep`)."""
+
+    reader: OutputReader
+    keep: bool
+
+    @classmethod
+    def of(
+        cls, reasoning: _Reasoning, prompt: _Prompt, names: tuple[str, ...] = ()
+    ) -> _TraceReader | None:
+        reader = reasoning.reader(prompt, names)
+        if reader is None:
+            return None
+        return cls(reader, think_enabled(reasoning.render_think()))
+
+    def split(self, text: str | None) -> ThinkingSplit:
+        """Trace and answer in a piece of output (None: the end of the output)."""
+        split = self.reader.finish() if text is None else self.reader.push(text)
+        return split if self.keep else dataclasses.replace(split, thinking="")
+
+
+def _answer_events(
+    text: str | None, reader: _TraceReader | None, splitter: ToolCallStream | None
+) -> Iterator[ChatEvent]:
+    """Events for a piece of output (None: the end): thinking, then answer text with tool
+    calls held back by the splitter, then calls the reader found itself (harmony)."""
+    split = reader.split(text) if reader is not None else ThinkingSplit(content=text or "")
+    if split.thinking:
+        yield ThinkingChunk(split.thinking)
+    content = split.content
+    if splitter is not None and content:
+        content = splitter.push(content)
+    if content:
+        yield TextChunk(content)
+    if split.calls:
+        yield ToolCallsChunk(split.calls)
 
 
 def _split_rest(splitter: ToolCallStream) -> Iterator[ChatEvent]:
@@ -364,12 +511,13 @@ def _fit_conversation(
     tools: Sequence[Mapping[str, object]],
     *,
     truncate: bool,
+    think: ThinkValue = None,
 ) -> _Prompt:
     """The prompt, dropping the oldest turns (never system messages or the last turn) until it
     fits the context, and saying so; with `truncate=False` a prompt that does not fit raises
     `ContextLengthExceededError` with both token counts."""
     n_ctx = engine.n_ctx
-    prompt = template.render(messages, tools=tools)
+    prompt = template.render(messages, tools=tools, think=think)
     # No token is shorter than a byte, so a prompt of fewer bytes surely fits, untokenized.
     if len(prompt.encode()) < n_ctx:
         return _Prompt(prompt)
@@ -380,7 +528,7 @@ def _fit_conversation(
         raise ContextLengthExceededError(n_ctx=n_ctx, requested=count)
     for start in range(1, len(messages)):
         kept = [m for m in messages[:start] if m.role == "system"] + list(messages[start:])
-        prompt = template.render(kept, tools=tools)
+        prompt = template.render(kept, tools=tools, think=think)
         if len(engine.tokenize(prompt)) <= n_ctx:
             break
     return _Prompt(prompt, truncated=len(messages) > 1)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ollamacli.engine.reasoning import check_renderer_parser
 from ollamacli.engine.support import check_architecture
 from ollamacli.engine.templates import validate_template
 from ollamacli.errors import (
@@ -73,6 +74,8 @@ class CreateSpec:
     parameters: dict[str, OptionValue] | None = None
     messages: tuple[Message, ...] | None = None
     licenses: tuple[str, ...] | None = None
+    renderer: str | None = None  # Ollama's RENDERER name (None = inherit)
+    parser: str | None = None  # Ollama's PARSER name (None = inherit)
 
     @classmethod
     def from_modelfile(
@@ -91,6 +94,8 @@ class CreateSpec:
             parameters=dict(modelfile.parameters) if modelfile.parameters else None,
             messages=modelfile.messages or None,
             licenses=modelfile.licenses or None,
+            renderer=modelfile.renderer,
+            parser=modelfile.parser,
         )
 
 
@@ -197,12 +202,16 @@ class ModelService:
         so a failure removes the blobs it made and a kill leaves them to the next cleanup.
         """
         target = ModelName.parse(name)
+        check_renderer_parser(spec.renderer, spec.parser)
         self.store.cleanup(prune=self.prune)
         with self.store.writing():
             progress(ProgressEvent("gathering model components"))
             draft = self._base(spec, progress)
             self._apply_adapters(draft, spec, progress)
             self._apply_overrides(draft, spec)
+            for key, value in (("renderer", spec.renderer), ("parser", spec.parser)):
+                if value:
+                    draft.config[key] = value
             manifest = self._finish(draft)
             progress(ProgressEvent("writing manifest"))
             self.store.commit(target, manifest.to_bytes(), prune=self.prune)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ollamacli.config import Settings
+from ollamacli.engine.reasoning import check_renderer_parser
 from ollamacli.engine.support import check_architecture
 from ollamacli.errors import (
     DiskFullError,
@@ -129,12 +130,28 @@ class PullService:
                 client, self.store.blobs, self.options, auth_headers=auth.headers_for
             )
             self._fetch(downloader, blobs, progress)
+        self._check_config(manifest.config.digest, model)
         for layer in manifest.find(MEDIA_MODEL):
             self._preflight(layer.digest, model)
         for layer in manifest.find(MEDIA_ADAPTER):
             path = self.store.blobs.require(layer.digest)
             check_gguf(path, source=f"the adapter layer of {model.short}")
         self._write_manifest(model, raw, progress)
+
+    def _check_config(self, digest: Digest, model: ModelName) -> None:
+        """A config naming a RENDERER or PARSER this version cannot honour is refused."""
+        try:
+            config = json.loads(self.store.blobs.read_bytes(digest))
+        except ValueError:
+            return  # not JSON: the manifest's other checks report what matters
+        if not isinstance(config, dict):
+            return
+        renderer, parser = config.get("renderer"), config.get("parser")
+        check_renderer_parser(
+            renderer if isinstance(renderer, str) else None,
+            parser if isinstance(parser, str) else None,
+            source=model.short,
+        )
 
     def _pull_huggingface(self, model: ModelName, progress: ProgressSink) -> None:
         progress(ProgressEvent("pulling manifest"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ollamacli.engine.reasoning import thinking_style
+from ollamacli.engine.templates import detect_kind
 from ollamacli.engine.tools import supports_tools
-from ollamacli.errors import InvalidOptionError
+from ollamacli.errors import InvalidOptionError, TemplateError
 from ollamacli.gguffile import ArraySummary, GGUFInfo, read_gguf
 from ollamacli.modelfile import Message, Modelfile
 from ollamacli.names import ModelName
@@ -74,6 +76,8 @@ def describe(store: Store, name: ModelName, *, verbose: bool = False) -> ModelIn
             system=resolved.system,
             adapters=tuple(str(p) for p in resolved.adapters),
             licenses=resolved.licenses,
+            renderer=_config_text(resolved, "renderer"),
+            parser=_config_text(resolved, "parser"),
             messages=tuple(
                 Message(str(m.get("role", "")), str(m.get("content", "")))
                 for m in resolved.messages
@@ -99,7 +103,8 @@ def details(resolved: ResolvedModel) -> dict[str, object]:
 
 def capabilities(resolved: ResolvedModel, gguf: GGUFInfo) -> tuple[str, ...]:
     """Ollama's capability names, derived from the GGUF and the template."""
-    template = resolved.template or gguf.chat_template or ""
+    renderer = resolved.config.get("renderer")
+    template = (None if renderer else resolved.template) or gguf.chat_template or ""
     found: list[str] = []
     if f"{gguf.architecture}.pooling_type" in gguf.metadata and "bert" in gguf.architecture:
         found.append("embedding")
@@ -111,9 +116,27 @@ def capabilities(resolved: ResolvedModel, gguf: GGUFInfo) -> tuple[str, ...]:
         found.append("insert")
     if resolved.projectors:
         found.append("vision")
-    if "<think>" in template or ".Thinking" in template or "enable_thinking" in template:
+    if _thinks(resolved, template):
         found.append("thinking")
     return tuple(found)
+
+
+def _config_text(resolved: ResolvedModel, key: str) -> str | None:
+    value = resolved.config.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _thinks(resolved: ResolvedModel, template: str) -> bool:
+    """The model writes a trace a parser here can read (its PARSER, or its template's tags)."""
+    parser = resolved.config.get("parser")
+    if not template and not parser:
+        return False
+    try:
+        kind = detect_kind(template) if template else "go"
+        style = thinking_style(template, kind, parser if isinstance(parser, str) else None)
+    except TemplateError:
+        return False
+    return style is not None
 
 
 def _parameters(resolved: ResolvedModel) -> dict[str, OptionValue]:

@@ -7,7 +7,7 @@ import pytest
 
 from ollamacli.engine.base import ChatMessage
 from ollamacli.engine.templates import (
-    FALLBACK_TEMPLATE,
+    DEFAULT_TEMPLATE,
     ChatTemplate,
     detect_kind,
     resolve_template,
@@ -204,19 +204,20 @@ def test_resolution_order_request_then_modelfile_then_gguf_then_fallback():
     assert resolve_template(None, "B", "C").source == "B"
     assert resolve_template(None, "", CHATML_JINJA).kind == "jinja"
     fallback = resolve_template(None, None, None)
-    assert fallback.kind == "fallback"
-    assert fallback.source == FALLBACK_TEMPLATE
+    assert fallback.kind == "go"
+    assert fallback.source == DEFAULT_TEMPLATE == "{{ .Prompt }}"
 
 
-def test_the_fallback_for_a_gguf_without_template_labels_every_turn():
+def test_a_gguf_without_template_renders_ollamas_default_prompt_template():
+    # Ollama's template.DefaultTemplate is `{{ .Prompt }}`: a legacy template rendered turn by
+    # turn, with `{{ .Response }}` appended, so earlier answers follow their questions.
     prompt = resolve_template(None, None).render(CONVERSATIONS["system-user-assistant-user"])
     assert prompt == (
-        "### System:\nYou are a helpful assistant.\n\n"
-        "### User:\nHello, how are you?\n\n"
-        "### Assistant:\nI'm doing great. How can I help you today?\n\n"
-        "### User:\nI'd like to show off how chat templating works!\n\n"
-        "### Assistant:\n"
+        "Hello, how are you?"
+        "I'm doing great. How can I help you today?"
+        "I'd like to show off how chat templating works!"
     )
+    assert resolve_template(None, None).render([HELLO]) == "Hello, how are you?"
 
 
 def test_go_templates_see_tools():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ollamacli.engine.base import ChatMessage, ToolCall
-from ollamacli.engine.templates import FALLBACK_TEMPLATE, ChatTemplate, resolve_template
+from ollamacli.engine.templates import DEFAULT_TEMPLATE, ChatTemplate, resolve_template
 from ollamacli.engine.tools import (
     ToolChoice,
     ToolPlan,
@@ -63,7 +63,7 @@ def test_template_families_are_recognised(name, family):
 
 def test_templates_without_tools_get_injected_instructions():
     assert tool_family(smollm2_template()) == "injected"
-    assert tool_family(FALLBACK_TEMPLATE) == "injected"
+    assert tool_family(DEFAULT_TEMPLATE) == "injected"
     assert tool_family("{{ if .Tools }}{{ json .Tools }}{{ end }}{{ .Prompt }}") == "json"
 
 

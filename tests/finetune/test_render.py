@@ -78,12 +78,12 @@ def test_multi_turn_trains_every_assistant_turn_and_nothing_else():
 
 
 def test_an_answer_without_an_end_marker_gets_the_eos_token():
-    # The fallback template ends turns with blank lines only; the model must still learn to stop.
+    # Ollama's default `{{ .Prompt }}` has no end-of-turn marker; the model must still learn to stop.
     fmt = PromptFormat.for_model(
         modelfile_template=None, gguf_template=None, special=("<s>", "</s>")
     )
     pieces = fmt.pieces(qa("Q", "A"))
-    assert pieces == [("### User:\nQ\n\n### Assistant:\n", False), ("A\n\n</s>", True)]
+    assert pieces == [("Q", False), ("A</s>", True)]
 
 
 def test_context_messages_are_not_trained():

@@ -1,7 +1,7 @@
 """Structured outputs, tools, embeddings and context limits over HTTP (scripted engines).
 
-The fake engine reports no GGUF template, so the model `tiny` renders with the plain fallback
-template, which has no tools section: tools reach it through the injected Hermes-style
+The fake engine reports a plain labelled chat template (tests/fakes.py), which has no tools
+section: tools reach it through the injected Hermes-style
 instructions, and calls come back in `<tool_call>` tags."""
 
 from __future__ import annotations
