@@ -16,7 +16,6 @@ from ollamacli.engine.base import (
     TextChunk,
 )
 
-
 LABELLED_JINJA = (
     "{% for m in messages %}"
     "{% if m.role == 'system' %}### System:\n{{ m.content }}\n\n"

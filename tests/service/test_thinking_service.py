@@ -1,0 +1,195 @@
+"""ChatService with reasoning models (scripted engine): the trace streams apart from the answer
+for every parser state, `think` reaches the template, old traces leave the prompt, harmony
+channels, tool calls after a trace, and RENDERER/PARSER models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ollamacli.config import Settings
+from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.errors import InvalidRequestError, ModelfileError
+from ollamacli.service import Services, build_services
+from ollamacli.service.chat import (
+    ChatDone,
+    ChatRequest,
+    GenerateRequest,
+    ThinkingChunk,
+    ToolCallsChunk,
+)
+from ollamacli.service.models import CreateSpec
+from tests.factories import WEATHER_TOOL, make_tiny_gguf
+from tests.fakes import FakeFactory
+
+TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
+QWEN3 = (TEMPLATES / "qwen3.gotmpl").read_text()
+OPENS = (
+    "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ if .Thinking }}<think>{{ .Thinking }}"
+    "</think>{{ end }}{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+    "{{ if $.Think }}<think>\n{{ else }}<think>\n\n</think>\n\n{{ end }}"
+)
+"""Qwen-3-thinking style: the prompt itself opens the trace when thinking is on."""
+HARMONY_JINJA = (
+    "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}"
+    "<|start|>assistant{# <|channel|>analysis #}"
+)
+ASK = (ChatMessage("user", "Why?"),)
+PARIS = ToolCall("get_weather", {"city": "Paris"})
+
+
+@pytest.fixture
+def services(settings: Settings, fake_factory: FakeFactory) -> Services:
+    return build_services(settings, fake_factory)
+
+
+def create(services: Services, tmp_path: Path, name: str, **fields: object) -> str:
+    gguf = make_tiny_gguf(tmp_path / f"{name}.gguf", context_length=8192)
+    services.models.create(name, CreateSpec(from_file=gguf, **fields))  # type: ignore[arg-type]
+    return name
+
+
+def chat(services: Services, model: str, messages=ASK, **fields) -> list[object]:
+    return list(services.chat.chat(ChatRequest(model, tuple(messages), **fields)))
+
+
+def split(events: list[object]) -> tuple[str, str, list[ToolCall]]:
+    thinking = "".join(e.text for e in events if isinstance(e, ThinkingChunk))
+    content = "".join(e.text for e in events if isinstance(e, TextChunk))
+    calls = [c for e in events if isinstance(e, ToolCallsChunk) for c in e.calls]
+    assert isinstance(events[-1], ChatDone)
+    return thinking, content, calls
+
+
+def test_a_thinking_model_thinks_by_default_and_the_trace_streams_apart(
+    services, tmp_path, fake_factory
+):
+    create(services, tmp_path, "qwen3", template=QWEN3)
+    fake_factory.enqueue("<think>\nI", " reason", "</th", "ink>\n\n", "Answer", ".")
+    events = chat(services, "qwen3")
+    assert events[:4] == [
+        ThinkingChunk("I"),
+        ThinkingChunk(" reason"),
+        TextChunk("Answer"),
+        TextChunk("."),
+    ]
+    prompt = fake_factory.loaded[0].prompts[0]
+    assert prompt == "<|im_start|>user\nWhy? /think<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_think_false_renders_no_think_and_drops_a_trace_the_model_writes_anyway(
+    services, tmp_path, fake_factory
+):
+    create(services, tmp_path, "qwen3", template=QWEN3)
+    fake_factory.enqueue("<think>sneaky</think>", "Answer.")
+    assert split(chat(services, "qwen3", think=False)) == ("", "Answer.", [])
+    prompt = fake_factory.loaded[0].prompts[0]
+    assert isinstance(prompt, str)
+    assert prompt.endswith(
+        "Why? /no_think<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
+
+
+def test_a_prompt_that_opens_the_trace_starts_the_parser_inside_it(
+    services, tmp_path, fake_factory
+):
+    create(services, tmp_path, "opens", template=OPENS)
+    fake_factory.enqueue("step one,", " step two</think>", "\n\nDone.")
+    fake_factory.enqueue("cut short by num_predict")
+    fake_factory.enqueue("Direct.")
+    assert split(chat(services, "opens")) == ("step one, step two", "Done.", [])
+    assert split(chat(services, "opens", think="high")) == ("cut short by num_predict", "", [])
+    assert split(chat(services, "opens", think=False)) == ("", "Direct.", [])
+    prompts = fake_factory.loaded[0].prompts
+    assert [str(p).endswith("assistant\n<think>\n") for p in prompts] == [True, True, False]
+
+
+def test_asking_a_model_without_a_trace_to_think_is_refused(services, tmp_path, fake_factory):
+    create(services, tmp_path, "plain")
+    with pytest.raises(InvalidRequestError, match='"plain" does not support thinking'):
+        chat(services, "plain", think=True)
+    with pytest.raises(InvalidRequestError, match="does not support thinking"):
+        list(services.chat.generate(GenerateRequest("plain", "hi", think="low")))
+    fake_factory.enqueue("<think>kept as text</think>")
+    assert split(chat(services, "plain", think=False)) == ("", "<think>kept as text</think>", [])
+
+
+def test_old_traces_leave_the_prompt_and_a_returned_trace_is_passed_back(
+    services, tmp_path, fake_factory
+):
+    create(services, tmp_path, "opens", template=OPENS)
+    history = (
+        ChatMessage("user", "Q1"),
+        ChatMessage("assistant", "<think>old reasoning</think>A1"),
+        ChatMessage("user", "Q2"),
+        ChatMessage("assistant", "A2", thinking="passed back"),
+        ChatMessage("user", "Q3"),
+    )
+    chat(services, "opens", history)
+    prompt = str(fake_factory.loaded[0].prompts[0])
+    assert "old reasoning" not in prompt
+    assert "<|im_start|>assistant\nA1<|im_end|>" in prompt
+    assert "<think>passed back</think>A2" in prompt  # this template keeps every trace
+
+
+def test_tool_calls_after_the_trace(services, tmp_path, fake_factory):
+    create(services, tmp_path, "qwen3", template=QWEN3)
+    fake_factory.enqueue(
+        "<think>I need the weather.</think>\n\n<tool_call>\n",
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    )
+    assert split(chat(services, "qwen3", tools=(WEATHER_TOOL,))) == (
+        "I need the weather.",
+        "",
+        [PARIS],
+    )
+
+
+def test_generate_separates_the_trace_too(services, tmp_path, fake_factory):
+    create(services, tmp_path, "opens", template=OPENS)
+    fake_factory.enqueue("hmm</think>", "Yes.")
+    events = list(services.chat.generate(GenerateRequest("opens", "Is it?")))
+    assert split(events) == ("hmm", "Yes.", [])
+
+
+def test_harmony_parser_reads_channels_with_control_tokens_printed(services, settings, tmp_path):
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Weather needed.<|end|>",
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+        '<|message|>{"city": "Paris"}<|end|>',
+    )
+    factory.enqueue("<|channel|>final<|message|>Plain.")
+    assert split(chat(services, "oss", tools=(WEATHER_TOOL,))) == ("Weather needed.", "", [PARIS])
+    assert split(chat(services, "oss", think=False)) == ("", "Plain.", [])
+    assert all(s.special_tokens for s in factory.loaded[0].samplings)
+
+
+def test_a_renderer_renders_with_the_ggufs_own_template(services, tmp_path, fake_factory):
+    fake_factory.chat_template = "{% for m in messages %}<{{ m.content }}>{% endfor %}" + (
+        "{% if enable_thinking is defined and not enable_thinking %}[no]{% endif %}</think>"
+    )
+    create(
+        services,
+        tmp_path,
+        "qwen35",
+        template="IGNORED {{ .Prompt }}",
+        renderer="qwen3.5",
+        parser="qwen3.5",
+    )
+    fake_factory.enqueue("<think>r</think>a")
+    fake_factory.enqueue("a")
+    assert split(chat(services, "qwen35")) == ("r", "a", [])
+    assert split(chat(services, "qwen35", think=False)) == ("", "a", [])
+    assert fake_factory.loaded[0].prompts == ["<Why?></think>", "<Why?>[no]</think>"]
+
+
+def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_path):
+    with pytest.raises(ModelfileError, match='unknown RENDERER "future-model"'):
+        create(services, tmp_path, "bad", renderer="future-model")
+    with pytest.raises(ModelfileError, match='unknown PARSER "future-model"'):
+        create(services, tmp_path, "bad", parser="future-model")
+    assert not services.store.entries()
