@@ -16,6 +16,7 @@ from ollamacli.engine.reasoning import (
     thinking_style,
 )
 from ollamacli.engine.thinking import (
+    OutputReader,
     TagThinkingParser,
     ThinkingSplit,
     check_think,
@@ -28,7 +29,7 @@ from ollamacli.errors import InvalidRequestError, ModelfileError
 from tests.engine.test_tools import TEMPLATES as TEMPLATES_DIR
 
 
-def feed(reader: TagThinkingParser | HarmonyReader, pieces: list[str]) -> ThinkingSplit:
+def feed(reader: OutputReader, pieces: list[str]) -> ThinkingSplit:
     """Everything a reader makes of the pieces, joined."""
     splits = [reader.push(piece) for piece in pieces] + [reader.finish()]
     calls = tuple(call for split in splits for call in split.calls)
@@ -255,6 +256,7 @@ def test_renderer_and_parser_names():
     check_renderer_parser(None, "harmony")
     with pytest.raises(ModelfileError, match='unknown RENDERER "qwen9"') as renderer:
         check_renderer_parser("qwen9", None)
-    assert renderer.value.hint is not None and "qwen3.5" in renderer.value.hint
+    assert renderer.value.hint is not None
+    assert "qwen3.5" in renderer.value.hint
     with pytest.raises(ModelfileError, match='unknown PARSER "nope"'):
         check_renderer_parser(None, "nope", source="library/x:latest")

@@ -4,6 +4,7 @@ templates get the thinking switches the families read."""
 
 from __future__ import annotations
 
+# ruff: noqa: RUF001  (DeepSeek's markers are spelled with full-width bars)
 import pytest
 
 from ollamacli.engine.base import ChatMessage
