@@ -156,3 +156,11 @@ def test_modelfile_fuzz_ends_in_model_or_modelfile_error(text):
     except ModelfileError:
         return
     assert isinstance(result, Modelfile)
+
+
+def test_modelfile_renderer_and_parser_are_kept_and_written_back():
+    text = "FROM qwen3.5:9b\nRENDERER qwen3.5\nparser qwen3.5\nSYSTEM hi\n"
+    modelfile = parse(text)
+    assert (modelfile.renderer, modelfile.parser) == ("qwen3.5", "qwen3.5")
+    assert render(modelfile) == "FROM qwen3.5:9b\nSYSTEM hi\nRENDERER qwen3.5\nPARSER qwen3.5\n"
+    assert parse(render(modelfile)) == modelfile

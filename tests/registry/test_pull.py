@@ -17,6 +17,7 @@ from ollamacli.errors import (
     DownloadError,
     InvalidRequestError,
     ManifestNotFoundError,
+    ModelfileError,
     UnsupportedModelError,
 )
 from ollamacli.names import ModelName
@@ -371,3 +372,18 @@ def test_two_pulls_of_one_model_at_once_download_it_once(
     assert names[0] == names[1]
     assert registry.app.served[model] == big_gguf.stat().st_size + 2  # once, plus two probes
     _assert_store_verifies(store)
+
+
+def test_pull_refuses_a_renderer_or_parser_it_cannot_honour(
+    registry: RegistryServer, pulls: PullService, store: Store, tiny_gguf: Path, events: Events
+):
+    config = {"model_format": "gguf", "model_family": "qwen35", "file_type": "F32"}
+    registry.app.add_model(
+        "known:latest", tiny_gguf, config={**config, "renderer": "qwen3.5", "parser": "qwen3.5"}
+    )
+    registry.app.add_model("future:latest", tiny_gguf, config={**config, "parser": "qwen9-magic"})
+    known = pulls.pull(registry.name("known"), events, insecure=True)
+    assert store.resolve(known).config["parser"] == "qwen3.5"
+    with pytest.raises(ModelfileError, match='unknown PARSER "qwen9-magic"'):
+        pulls.pull(registry.name("future"), events, insecure=True)
+    assert [e.name.model for e in store.entries()] == ["known"]
