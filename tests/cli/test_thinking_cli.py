@@ -12,7 +12,7 @@ from ollamacli.cli.answer import BOLD, DEFAULT, GREY, RunOptions, ThinkingView, 
 from ollamacli.cli.wordwrap import WordWrapper
 from ollamacli.engine.base import CancelToken, ChatMessage, TextChunk
 from ollamacli.service import Services, build_services
-from ollamacli.service.chat import ChatDone, ThinkingChunk
+from ollamacli.service.chat import ChatDone, ChatEvent, ThinkingChunk
 from ollamacli.service.models import CreateSpec
 from tests.cli.chat_helpers import PLAIN, run_script
 from tests.cli.test_run import _pipe_stdin, _use_engine
@@ -90,7 +90,7 @@ def test_the_repl_shows_the_trace_and_keeps_it_with_the_turn(settings, fake_fact
 def test_the_terminal_banners_are_dimmed_as_ollamas():
     out = io.StringIO()
     wrapper = WordWrapper(out.write, 80, enabled=False)
-    events = [ThinkingChunk("x"), TextChunk("y"), ChatDone("stop")]
+    events: list[ChatEvent] = [ThinkingChunk("x"), TextChunk("y"), ChatDone("stop")]
     answer = stream_answer(events, wrapper, CancelToken(), view=ThinkingView())
     assert (answer.thinking, answer.text) == ("x", "y")
     assert out.getvalue() == (
