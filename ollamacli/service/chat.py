@@ -240,7 +240,10 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
+            constrained = bool(request.format) or (tools.active and tools.choice.forced)
+            reasoning = self._reasoning(
+                prepared.resolved, template, request.model, request.think, constrained
+            )
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
@@ -274,7 +277,9 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
+            reasoning = self._reasoning(
+                prepared.resolved, template, request.model, request.think, bool(request.format)
+            )
             if request.raw:  # no template, so no trace to read (as Ollama: no parser in raw)
                 prompt = _Prompt(request.prompt, keep_context=False)
                 reasoning = _Reasoning(None, None)
@@ -287,15 +292,26 @@ class ChatService:
             yield from self._stream(lease, prompt, sampling, started, cancel, (reader, None))
 
     def _reasoning(
-        self, resolved: ResolvedModel, template: ChatTemplate, model: str, think: ThinkValue
+        self,
+        resolved: ResolvedModel,
+        template: ChatTemplate,
+        model: str,
+        think: ThinkValue,
+        constrained: bool = False,
     ) -> _Reasoning:
-        """The model's trace format; asking a model without one to think is Ollama's 400."""
+        """The model's trace format; asking a model without one to think is Ollama's 400.
+
+        A grammar (`format`, a forced tool call) constrains the answer from its first token,
+        so a constrained request does not think: the template closes the trace, and harmony
+        output is read as plain content (Ollama instead thinks first, then constrains)."""
         parser = resolved.config.get("parser")
         style = thinking_style(
             template.source, template.kind, parser if isinstance(parser, str) else None
         )
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
+        if constrained and style is not None:
+            return _Reasoning(None if style.kind == "harmony" else style, False)
         return _Reasoning(style, think)
 
     def _generate_prompt(

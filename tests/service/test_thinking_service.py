@@ -193,3 +193,17 @@ def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_pa
     with pytest.raises(ModelfileError, match='unknown PARSER "future-model"'):
         create(services, tmp_path, "bad", parser="future-model")
     assert not services.store.entries()
+
+
+def test_a_format_turns_thinking_off_so_the_constrained_answer_is_content(
+    services, tmp_path, fake_factory
+):
+    create(services, tmp_path, "opens", template=OPENS)
+    fake_factory.enqueue('{"a": 1}')
+    fake_factory.enqueue('{"b": 2}')
+    assert split(chat(services, "opens", format="json")) == ("", '{"a": 1}', [])
+    events = list(services.chat.generate(GenerateRequest("opens", "x", format="json")))
+    assert split(events) == ("", '{"b": 2}', [])
+    prompts = [str(p) for p in fake_factory.loaded[0].prompts]
+    assert all(p.endswith("<think>\n\n</think>\n\n") for p in prompts)
+    assert all(s.grammar for s in fake_factory.loaded[0].samplings)
