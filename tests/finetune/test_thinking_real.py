@@ -46,7 +46,13 @@ THINK_TEMPLATE = """\
 {{- end }}"""
 """Qwen 3 thinking style: with thinking on, the prompt ends inside an opened `<think>`."""
 
-pytestmark = [pytest.mark.slow, pytest.mark.finetune, pytest.mark.llama]
+# The first test also trains (fixture setup counts towards its timeout), as the acceptance test.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.finetune,
+    pytest.mark.llama,
+    pytest.mark.timeout(1800),
+]
 
 QUESTION = "What is 2+3?"
 GREEDY = {"temperature": 0, "num_predict": 48}
