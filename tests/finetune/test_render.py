@@ -138,3 +138,20 @@ def test_tokenize_cuts_long_rows_and_refuses_rows_with_no_answer_left():
         DatasetError, match=r"^d:1: no answer tokens left within --max-seq-length 10"
     ):
         tokenize_example(qa("Q", "A"), fmt, chars, max_length=10)
+
+
+def test_a_trace_is_learned_after_the_tag_the_prompt_opens():
+    from ollamacli.finetune.dataset import parse_dataset
+    from tests.finetune.test_thinking_real import THINK_TEMPLATE
+
+    fmt = PromptFormat.for_model(
+        modelfile_template=THINK_TEMPLATE, gguf_template=None, special=("", "<|im_end|>")
+    )
+    assert fmt.think is True  # inference's default for a template with a trace
+    row = '{"content": "Q", "thinking": "T", "response": "A"}'
+    (example,) = parse_dataset(row)
+    assert example.messages[-1] == ChatMessage("assistant", "A", thinking="T")
+    assert fmt.pieces(example) == [
+        ("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<think>\n", False),
+        ("T\n</think>\n\nA<|im_end|>", True),
+    ]
