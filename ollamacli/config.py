@@ -19,7 +19,9 @@ from ollamacli.errors import InvalidRequestError
 APP_NAME = "ollamacli"
 DEFAULT_PORT = 11434
 DEFAULT_KEEP_ALIVE = 300.0
+DEFAULT_MAX_BODY_SIZE = 32 << 20
 FOREVER = math.inf
+MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanoseconds (about 292 years)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {
@@ -40,7 +42,10 @@ def parse_duration(value: str | float | int) -> float:
     """Parse a keep-alive duration into seconds; negative means forever (`math.inf`).
 
     Accepts numbers (seconds) and Go duration strings such as `"5m"`, `"1h30m"`, `"250ms"`,
-    `"-1"` or `"0"`, as Ollama does for `keep_alive` and `OLLAMA_KEEP_ALIVE`.
+    `"-1"` or `"0"`, as Ollama does for `keep_alive` and `OLLAMA_KEEP_ALIVE`. Go keeps a
+    duration in int64 nanoseconds: a number of seconds beyond that (`1e308`) is forever, and a
+    duration string beyond it (`"9999999999999h"`) is invalid, as Go's `time.ParseDuration`
+    says; so every duration is either forever or a time a clock can show.
     """
     if isinstance(value, bool):
         raise InvalidRequestError(f"invalid duration {value!r}")
@@ -50,7 +55,7 @@ def parse_duration(value: str | float | int) -> float:
         seconds = _parse_duration_text(value.strip())
     if math.isnan(seconds):
         raise InvalidRequestError(f"invalid duration {value!r}")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > MAX_DURATION else seconds
 
 
 def _parse_duration_text(text: str) -> float:
@@ -68,7 +73,7 @@ def _parse_duration_text(text: str) -> float:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
-    if pos != len(body):
+    if pos != len(body) or total > MAX_DURATION:
         raise InvalidRequestError(f"invalid duration {text!r}", hint='use e.g. "5m", "1h", "30s"')
     return sign * total
 
@@ -163,6 +168,7 @@ class Settings:
     num_thread: int = 0
     log_format: LogFormat = "text"  # "json": one JSON object per log line (OLLAMACLI_LOG_FORMAT)
     log_requests: bool = False  # request bodies in the request log (OLLAMA_DEBUG_LOG_REQUESTS)
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE  # bytes of a JSON request body; 0 = no limit
 
     @property
     def models(self) -> Path:
@@ -212,6 +218,7 @@ class Settings:
             num_thread=_int(get("OLLAMACLI_NUM_THREAD"), 0, minimum=0),
             log_format=_log_format(get("OLLAMACLI_LOG_FORMAT")),
             log_requests=parse_bool(get("OLLAMA_DEBUG_LOG_REQUESTS") or ""),
+            max_body_size=parse_size(get("OLLAMACLI_MAX_BODY_SIZE"), DEFAULT_MAX_BODY_SIZE),
         )
 
 
@@ -224,6 +231,19 @@ def _log_format(value: str | None) -> LogFormat:
             f"invalid OLLAMACLI_LOG_FORMAT {value!r}", hint='use "text" (default) or "json"'
         )
     return "text"
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmg]?)i?b?", re.IGNORECASE)
+
+
+def parse_size(value: str | None, default: int) -> int:
+    """A byte count as nginx writes sizes: `1048576`, `512k`, `32m`, `1g` (binary units);
+    unparseable values give the default."""
+    match = _SIZE.fullmatch(value.strip()) if value else None
+    if match is None:
+        return default
+    shift = {"": 0, "k": 10, "m": 20, "g": 30}[match.group(2).lower()]
+    return int(match.group(1)) << shift
 
 
 def _int(value: str | None, default: int, *, minimum: int) -> int:

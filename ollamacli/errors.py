@@ -8,6 +8,7 @@ Real bugs are left to propagate as whatever Python raised.
     ├── ModelfileError(ValueError)        .path, .line
     ├── InvalidOptionError(ValueError)    .option
     ├── InvalidRequestError(ValueError)   a malformed request or argument
+    │   └── RequestTooLargeError          .limit (a request body over OLLAMACLI_MAX_BODY_SIZE)
     ├── ModelNotFoundError(LookupError)   .name
     ├── UnsupportedModelError             .architecture (preflight refuses an unloadable GGUF)
     ├── StoreError                        (OSErrors of the store end here, without paths)
@@ -91,6 +92,17 @@ class InvalidOptionError(OllamaCliError, ValueError):
 
 class InvalidRequestError(OllamaCliError, ValueError):
     """A malformed request: missing fields, bad combinations, bad values."""
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """A request body larger than the server accepts."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body too large: the limit is {limit} bytes",
+            hint="send a smaller request, or raise OLLAMACLI_MAX_BODY_SIZE on the server",
+        )
+        self.limit = limit
 
 
 class ModelNotFoundError(OllamaCliError, LookupError):

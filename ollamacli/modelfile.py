@@ -33,6 +33,11 @@ _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
+def role_error(role: str) -> str:
+    """Why a MESSAGE role is refused (the Modelfile and /api/create's `messages` say the same)."""
+    return f'message role must be one of "system", "user", or "assistant" (got "{role}")'
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A MESSAGE row: a conversation turn stored with the model."""
@@ -106,10 +111,7 @@ class _Builder:
 
     def add_message(self, role: str, content: str, line: int) -> None:
         if role not in ROLES:
-            raise self.error(
-                line,
-                f'message role must be one of "system", "user", or "assistant" (got "{role}")',
-            )
+            raise self.error(line, role_error(role))
         self.messages.append(Message(role, content))
 
     def build(self) -> Modelfile:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ollamacli.config import MAX_DURATION
 from ollamacli.engine.base import CancelToken, Engine, EngineFactory, LoadConfig
 from ollamacli.errors import RequestCancelledError, ServerBusyError
 
@@ -240,7 +241,10 @@ class Scheduler:
         slot.last_used = self._clock()
         slot.expires_at = math.inf
         # Ollama: every request sets the model's keep-alive, absent means OLLAMA_KEEP_ALIVE.
-        slot.keep_alive = self._default_keep_alive if keep_alive is None else keep_alive
+        if keep_alive is None:
+            keep_alive = self._default_keep_alive
+        # Longer than Go's longest duration is forever, never a time no clock can show.
+        slot.keep_alive = math.inf if keep_alive > MAX_DURATION else keep_alive
 
     def _reserve_locked(self, request: _Request, plan: _Plan) -> None:
         if plan.kind == "grow":

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ollamacli.engine.budget import RenderBudget
 from ollamacli.engine.goparse import (
     Action,
     Branch,
@@ -143,28 +144,37 @@ def to_json(value: object) -> str:
 
 @dataclass(slots=True)
 class Executor:
-    """Runs a node tree against data; one instance per rendering."""
+    """Runs a node tree against data; one instance per rendering, within its budget: every
+    range iteration and function call is a step, and no string may outgrow the budget."""
 
     functions: Mapping[str, GoFunction]
+    budget: RenderBudget = field(default_factory=RenderBudget)
     out: list[str] = field(default_factory=list)
+    size: int = 0
     variables: list[tuple[str, object]] = field(default_factory=list)
 
     def execute(self, nodes: Sequence[Node], data: object) -> str:
-        self.out, self.variables = [], [("$", data)]
+        self.out, self.size, self.variables = [], 0, [("$", data)]
         try:
             self._walk(data, nodes)
         except RecursionError as exc:
             raise TemplateError("template error: template nests too deeply") from exc
+        self.budget.check()
         return "".join(self.out)
+
+    def _write(self, text: str) -> None:
+        self.size += len(text)
+        self.budget.check_size(self.size)
+        self.out.append(text)
 
     def _walk(self, dot: object, nodes: Sequence[Node]) -> None:
         for node in nodes:
             if isinstance(node, Text):
-                self.out.append(node.text)
+                self._write(node.text)
             elif isinstance(node, Action):
                 value = self._pipe(dot, node.pipe)
                 if not node.pipe.decl:
-                    self.out.append(format_value(value))
+                    self._write(format_value(value))
             elif isinstance(node, Branch):
                 self._branch(dot, node)
             elif isinstance(node, LoopControl):
@@ -188,7 +198,10 @@ class Executor:
         value = self._pipe(dot, node.pipe)
         decl = node.pipe.decl
         ranged = False
+        if isinstance(value, int) and not isinstance(value, bool):
+            self.budget.check_steps(value)
         for index, element in _elements(value):
+            self.budget.tick()
             ranged = True
             if decl:
                 self._bind(decl, node.pipe.assign, index, element)
@@ -271,10 +284,14 @@ class Executor:
         if name in ("and", "or"):
             return _short_circuit(name, thunks)
         values = [thunk() for thunk in thunks]
+        self.budget.tick()
         try:
-            return self.functions[name](*values)
-        except (FunctionError, TypeError) as exc:
+            result = self.functions[name](*values)
+        except (FunctionError, TypeError, ValueError, ArithmeticError) as exc:
             raise TemplateError(f"template error: error calling {name}: {exc}") from exc
+        if isinstance(result, str):
+            self.budget.check_size(len(result))
+        return result
 
     def _lookup(self, name: str) -> object:
         for declared, value in reversed(self.variables):

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.engine.budget import RenderBudget
 from ollamacli.engine.goexec import Executor, GoStruct, JsonMap
 from ollamacli.engine.gofuncs import FUNCTIONS
 from ollamacli.engine.goparse import (
@@ -54,10 +55,12 @@ class GoTemplate:
         *,
         tools: Sequence[Mapping[str, object]] = (),
         think: ThinkValue = None,
+        budget: RenderBudget | None = None,
     ) -> str:
-        """The prompt for a conversation (`think` fills `.Think`, `.ThinkLevel`, `.IsThinkSet`)."""
+        """The prompt for a conversation (`think` fills `.Think`, `.ThinkLevel`, `.IsThinkSet`),
+        within `budget` (default: the standard limits)."""
         system, collated = collate(messages)
-        executor = Executor(FUNCTIONS)
+        executor = Executor(FUNCTIONS, budget or RenderBudget())
         think_values = {
             "Think": think_enabled(think),
             "ThinkLevel": think_level(think),

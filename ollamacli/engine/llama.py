@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,15 +30,19 @@ from ollamacli.engine.base import (
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.streaming import TextStream
-from ollamacli.engine.structured import check_json_schema
+from ollamacli.engine.structured import check_grammar, check_json_schema
 from ollamacli.errors import (
     ContextLengthExceededError,
     EngineError,
     InvalidRequestError,
     ModelLoadError,
+    RequestCancelledError,
 )
 
 logger = logging.getLogger(__name__)
+
+_TOKENIZE_PIECE = 8192
+"""Characters: longer texts are tokenized piece by piece (see `LlamaCppEngine.tokenize`)."""
 
 
 def _library() -> Any:
@@ -124,11 +129,13 @@ def schema_grammar(schema: Mapping[str, object], *, where: str = "format") -> st
     """The GBNF grammar (start rule `root`) for a JSON schema already `check_json_schema`ed."""
     json_schema_to_gbnf = _library().llama_grammar.json_schema_to_gbnf
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        grammar = str(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
         raise InvalidRequestError(
             f"{where}: cannot build a grammar from this schema: {exc}"
         ) from exc
+    check_grammar(grammar, where=where)
+    return grammar
 
 
 @dataclass(slots=True)
@@ -150,12 +157,18 @@ class LlamaCppEngine:
         self._vocab = lib.llama_model_get_vocab(llm.model)
         self._pieces: dict[tuple[int, bool], bytes] = {}
         self._metadata = {str(k): str(v) for k, v in dict(llm.metadata).items()}
+        self._specials: re.Pattern[str] | None = None
         self._closed = False
 
     @property
     def n_ctx(self) -> int:
-        """The context window this instance was loaded with."""
-        return int(self._llm.n_ctx())
+        """The context window this instance was loaded with (`num_ctx`).
+
+        llama.cpp pads its context to a multiple of 256 (num_ctx 1000 gives 1024), while
+        llama-cpp-python keeps the prompt's tokens in an array of exactly num_ctx: the smaller
+        of the two is the room there is (a prompt fitted to 1024 overflowed the array of 1000:
+        "could not broadcast (496,) into (488,)")."""
+        return min(int(self._llm.n_ctx()), len(self._llm.input_ids))
 
     @property
     def metadata(self) -> Mapping[str, str]:
@@ -178,8 +191,65 @@ class LlamaCppEngine:
         return bytes(self._lib.llama_vocab_get_text(self._vocab, token)).decode("utf-8", "replace")
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
-        """Tokens for some text, without adding a BOS token."""
-        return [int(t) for t in self._llm.tokenize(text.encode(), add_bos=False, special=special)]
+        """Tokens for some text, without adding a BOS token.
+
+        llama.cpp finds the special tokens of a text in time quadratic in their number (16,000
+        chat turns took 27 s, and llama-cpp-python tokenized twice what passed n_ctx_train
+        tokens). A long text is therefore cut just before special tokens into pieces of about
+        `_TOKENIZE_PIECE` characters: llama.cpp tokenizes the text between special tokens on
+        its own anyway, so the pieces give the same tokens, in linear time."""
+        if not special or len(text) <= _TOKENIZE_PIECE:
+            return self._tokenize(text.encode(), special)
+        tokens: list[int] = []
+        for piece in self._split_at_specials(text):
+            tokens += self._tokenize(piece.encode(), special)
+        return tokens
+
+    def _tokenize(self, data: bytes, special: bool) -> list[int]:
+        capacity = len(data) + 2  # a token is at least a byte, plus a space prefix
+        while True:
+            buffer = (self._lib.llama_token * capacity)()
+            count = int(
+                self._lib.llama_tokenize(
+                    self._vocab, data, len(data), buffer, capacity, False, special
+                )
+            )
+            if count >= 0:
+                return list(buffer[:count])
+            capacity = -count
+
+    def _split_at_specials(self, text: str) -> Iterator[str]:
+        """The text cut before special tokens, in pieces of at least `_TOKENIZE_PIECE`."""
+        start = 0
+        for match in self._special_texts().finditer(text, _TOKENIZE_PIECE):
+            if match.start() - start >= _TOKENIZE_PIECE:
+                yield text[start : match.start()]
+                start = match.start()
+        yield text[start:]
+
+    def _special_texts(self) -> re.Pattern[str]:
+        """Where special tokens start: the control, user-defined and unknown tokens llama.cpp
+        looks for in a text (longest first, as it does), but none that strips the whitespace
+        before it (that whitespace belongs to the text in front)."""
+        if self._specials is None:
+            lib = self._lib
+            kinds = (
+                lib.LLAMA_TOKEN_ATTR_CONTROL
+                | lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+                | lib.LLAMA_TOKEN_ATTR_UNKNOWN
+            )
+            texts = {
+                self._token_text(token)
+                for token in range(int(self._llm.n_vocab()))
+                if int(lib.llama_vocab_get_attr(self._vocab, token)) & kinds
+                and not int(lib.llama_vocab_get_attr(self._vocab, token))
+                & lib.LLAMA_TOKEN_ATTR_LSTRIP
+            }
+            texts.discard("")
+            longest_first = sorted(texts, key=len, reverse=True)
+            # With no special tokens at all, nothing matches and the text stays whole.
+            self._specials = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
+        return self._specials
 
     def detokenize(self, tokens: list[int]) -> str:
         """Text for some tokens (control tokens included, as `context` round-trips need)."""
@@ -202,7 +272,11 @@ class LlamaCppEngine:
         cancel: CancelToken | None = None,
     ) -> Iterator[GenerationEvent]:
         """Stream `TextChunk`s, then one `Completion` with Ollama's statistics."""
-        tokens = self.prompt_tokens(prompt) if isinstance(prompt, str) else list(prompt)
+        if isinstance(prompt, str):
+            tokens = self.prompt_tokens(prompt)
+        else:
+            tokens = list(prompt)
+            self._check_tokens(tokens)
         tokens, truncated = self._fit(tokens, sampling)
         sampler = SamplerChain(
             self._lib, self._vocab, int(self._llm.n_vocab()), sampling, self.n_ctx
@@ -210,7 +284,7 @@ class LlamaCppEngine:
         decoded = _Decoded()
         try:
             started = time.perf_counter_ns()
-            evaluated = self._ingest(tokens)
+            evaluated = self._ingest(tokens, cancel)
             prompt_duration = time.perf_counter_ns() - started
             sampler.accept_history(tokens)
             yield from self._decode(sampler, sampling, cancel, decoded)
@@ -225,6 +299,18 @@ class LlamaCppEngine:
             context=(*tokens, *decoded.tokens),
             truncated=truncated,
         )
+
+    def _check_tokens(self, tokens: list[int]) -> None:
+        """Token ids from a request (`context`) must exist: llama.cpp reads out of bounds
+        for ids past its vocabulary."""
+        n_vocab = int(self._llm.n_vocab())
+        for token in tokens:
+            if not 0 <= token < n_vocab:
+                raise InvalidRequestError(
+                    f"invalid context: token {token} is not in the model's vocabulary "
+                    f"(0 to {n_vocab - 1})",
+                    hint="send back the context of an earlier answer of the same model",
+                )
 
     def _fit(self, tokens: list[int], sampling: SamplingConfig) -> tuple[list[int], bool]:
         """Shorten a prompt that leaves no room to answer: keep `num_keep` tokens and the end."""
@@ -242,8 +328,11 @@ class LlamaCppEngine:
         logger.debug("prompt of %d tokens truncated to %d", len(tokens), keep + tail)
         return tokens[:keep] + tokens[len(tokens) - tail :], True
 
-    def _ingest(self, tokens: list[int]) -> int:
-        """Evaluate the prompt, reusing the cached common prefix; returns tokens evaluated."""
+    def _ingest(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+        """Evaluate the prompt, reusing the cached common prefix; returns tokens evaluated.
+
+        The prompt goes in batch by batch, and a cancelled request stops between batches (a
+        long prompt takes minutes on a CPU)."""
         llm = self._llm
         cached = [int(t) for t in llm.input_ids[: llm.n_tokens]]
         common = 0
@@ -256,11 +345,15 @@ class LlamaCppEngine:
             llm.reset()
             common = 0
         llm.n_tokens = common
-        try:
-            llm.eval(tokens[common:])
-        except RuntimeError as exc:
-            llm.reset()
-            raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
+        step = max(1, int(llm.n_batch))
+        for start in range(common, len(tokens), step):
+            if cancel is not None and cancel.cancelled:
+                raise RequestCancelledError()
+            try:
+                llm.eval(tokens[start : start + step])
+            except RuntimeError as exc:
+                llm.reset()
+                raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
         return len(tokens) - common
 
     def _forget_from(self, position: int) -> bool:

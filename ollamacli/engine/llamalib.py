@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ollamacli.engine.base import SamplingConfig
+from ollamacli.engine.structured import check_grammar
 from ollamacli.errors import InvalidRequestError
 
 logger = logging.getLogger("ollamacli.engine.llama")
@@ -108,6 +109,7 @@ class SamplerChain:
             raise
 
     def _grammar_stage(self, vocab: Any, grammar: str) -> Any:
+        check_grammar(grammar, where="grammar")  # whatever made it: llama.cpp must not crash
         LOGS.errors.clear()
         stage = self._lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if not stage:

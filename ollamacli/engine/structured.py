@@ -7,13 +7,44 @@ the converter cannot enforce is refused with its name. The converter also picks 
 per schema (`anyOf` before `properties`, `pattern` before `maxLength`, `format` before
 length limits), dropping the other keywords of such combinations without a word, and knows
 only a few string formats: those cases are refused too.
+
+Limits: llama.cpp's grammar parser recurses once per nested parenthesis, and the converter
+writes `maxLength: N` (like `maxItems` and a pattern's `{0,N}`) as N nested optional groups;
+at N = 20,000 the parser overflowed the stack and the whole server died (SIGSEGV), from about
+N = 1,100 it refuses the grammar ("number of rules ... exceeds sane defaults"), while 1,000 parses.
+So repetition counts are capped at `MAX_REPEAT`, schemas at `MAX_SCHEMA_DEPTH` levels, and
+every grammar, whatever made it, is checked by `check_grammar` (size and parenthesis depth,
+measured: depth 14,000 still parsed on an 8 MiB thread stack, 20,000 crashed) before
+llama.cpp parses it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ollamacli.errors import InvalidRequestError
+
+MAX_REPEAT = 1000
+"""The largest minLength/maxLength/minItems/maxItems, and `{m,n}` count in a pattern."""
+
+MAX_SCHEMA_DEPTH = 64
+"""How deep schemas may nest inside a schema."""
+
+MAX_PATTERN = 1000
+"""The longest `pattern` (characters)."""
+
+MAX_GRAMMAR_BYTES = 1 << 20
+"""The largest GBNF grammar handed to llama.cpp."""
+
+MAX_GRAMMAR_DEPTH = 1100
+"""The deepest parenthesis nesting in a grammar (room for `MAX_REPEAT` plus the structure)."""
+
+_REPEAT_KEYWORDS = ("minLength", "maxLength", "minItems", "maxItems")
+# GBNF string literals, character classes and comments: their parentheses are not groups.
+_NOT_STRUCTURE = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\r\n]*')
+_PAREN = re.compile(r"[()]")
+_QUANTIFIER = re.compile(r"(?<!\\)\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 ENFORCED_KEYWORDS = frozenset(
     {
@@ -77,8 +108,16 @@ _SHADOWING: tuple[tuple[str, frozenset[str]], ...] = (
 )
 
 
-def check_json_schema(schema: Mapping[str, object], *, where: str = "format") -> None:
-    """Raise `InvalidRequestError` naming the first keyword the grammar cannot enforce."""
+def check_json_schema(
+    schema: Mapping[str, object], *, where: str = "format", depth: int = 0
+) -> None:
+    """Raise `InvalidRequestError` naming the first keyword the grammar cannot enforce, or
+    the limit a schema goes beyond."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidRequestError(
+            f"{where}: JSON schema nests deeper than the limit of {MAX_SCHEMA_DEPTH} levels"
+        )
+    _check_limits(schema, where)
     for key, value in schema.items():
         if key not in ENFORCED_KEYWORDS and key not in ANNOTATION_KEYWORDS:
             if not key.startswith("x-"):
@@ -87,7 +126,7 @@ def check_json_schema(schema: Mapping[str, object], *, where: str = "format") ->
                     hint="supported: " + ", ".join(sorted(ENFORCED_KEYWORDS)),
                 )
             continue
-        _check_children(key, value, where)
+        _check_children(key, value, where, depth + 1)
     _check_combinations(schema, where)
 
 
@@ -154,24 +193,83 @@ def _check_required(schema: Mapping[str, object], where: str) -> None:
             )
 
 
-def _check_children(key: str, value: object, where: str) -> None:
+def _check_children(key: str, value: object, where: str, depth: int) -> None:
     if key in _SCHEMA_MAPS and isinstance(value, Mapping):
         for name, child in value.items():
-            _check_schema_value(child, f"{where}.{key}.{name}")
+            _check_schema_value(child, f"{where}.{key}.{name}", depth)
     elif key in _SCHEMA_LISTS and isinstance(value, list):
         for index, child in enumerate(value):
-            _check_schema_value(child, f"{where}.{key}[{index}]")
+            _check_schema_value(child, f"{where}.{key}[{index}]", depth)
     elif key in ("items", "additionalProperties"):
         if isinstance(value, list):
             for index, child in enumerate(value):
-                _check_schema_value(child, f"{where}.{key}[{index}]")
+                _check_schema_value(child, f"{where}.{key}[{index}]", depth)
         elif not isinstance(value, bool):
-            _check_schema_value(value, f"{where}.{key}")
+            _check_schema_value(value, f"{where}.{key}", depth)
 
 
-def _check_schema_value(value: object, where: str) -> None:
+def _check_schema_value(value: object, where: str, depth: int) -> None:
     if isinstance(value, bool):
         return
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"{where}: a JSON schema must be an object")
-    check_json_schema(value, where=where)
+    check_json_schema(value, where=where, depth=depth)
+
+
+def _over_limit(where: str, what: str, value: object, limit: int) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{where}: JSON schema {what} is {value}, more than the limit of {limit}",
+        hint="constrained output cannot repeat more than that; check the length afterwards",
+    )
+
+
+def _check_limits(schema: Mapping[str, object], where: str) -> None:
+    """Repetition counts and patterns the grammar can hold (see the module docstring)."""
+    for key in _REPEAT_KEYWORDS:
+        if key not in schema:
+            continue
+        value = schema[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidRequestError(
+                f'{where}: JSON schema keyword "{key}" must be a non-negative integer'
+            )
+        if value > MAX_REPEAT:
+            raise _over_limit(where, f'keyword "{key}"', value, MAX_REPEAT)
+    pattern = schema.get("pattern")
+    if pattern is None:
+        return
+    if not isinstance(pattern, str):
+        raise InvalidRequestError(f'{where}: JSON schema keyword "pattern" must be a string')
+    if len(pattern) > MAX_PATTERN:
+        raise _over_limit(where, '"pattern" length', len(pattern), MAX_PATTERN)
+    for match in _QUANTIFIER.finditer(pattern):
+        count = max(int(number) for number in match.groups() if number)
+        if count > MAX_REPEAT:
+            raise _over_limit(where, f'"pattern" repetition {match.group(0)}', count, MAX_REPEAT)
+
+
+def check_grammar(grammar: str, *, where: str = "format") -> None:
+    """Refuse a GBNF grammar llama.cpp must not parse: too large, or nested so deeply that
+    its recursive parser could overflow the stack (see the module docstring)."""
+    size = len(grammar.encode())
+    if size > MAX_GRAMMAR_BYTES:
+        raise InvalidRequestError(
+            f"{where}: the grammar is {size} bytes, more than the limit of {MAX_GRAMMAR_BYTES}",
+            hint="simplify the schema (fewer properties, shorter enums, smaller limits)",
+        )
+    depth = grammar_depth(grammar)
+    if depth > MAX_GRAMMAR_DEPTH:
+        raise InvalidRequestError(
+            f"{where}: the grammar nests {depth} groups deep, more than the limit of "
+            f"{MAX_GRAMMAR_DEPTH}",
+            hint="simplify the schema (smaller maxLength/maxItems, fewer nested groups)",
+        )
+
+
+def grammar_depth(grammar: str) -> int:
+    """The deepest parenthesis nesting of a GBNF text (outside literals, classes, comments)."""
+    depth = deepest = 0
+    for match in _PAREN.finditer(_NOT_STRUCTURE.sub("", grammar)):
+        depth += 1 if match.group() == "(" else -1
+        deepest = max(deepest, depth)
+    return deepest

@@ -5,6 +5,8 @@ Sources, first match wins: a per-request template, the Modelfile TEMPLATE, the G
 Jinja templates render in a sandbox, the way Hugging Face renders them, with the thinking
 switches the families read: `enable_thinking` (Qwen 3), `thinking` (DeepSeek V3.1) and
 `reasoning_effort` (gpt-oss), and each earlier turn's trace as `reasoning_content`/`thinking`.
+Every rendering, Jinja or Go, runs under a `RenderBudget` (engine/budget.py): bounded steps,
+time and size, and stopped by the request's cancel token.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from ollamacli.engine.base import ChatMessage
+from ollamacli.engine.base import CancelToken, ChatMessage
+from ollamacli.engine.budget import RenderBudget
 from ollamacli.engine.thinking import ThinkValue, think_enabled
 from ollamacli.errors import TemplateError
 
 if TYPE_CHECKING:  # jinja2 is imported on first use: `list` and `--help` never render a prompt
     import jinja2
-    import jinja2.sandbox
+
+    from ollamacli.engine.sandbox import BudgetedSandbox
 
 TemplateKind = Literal["jinja", "go"]
 
@@ -71,14 +75,13 @@ def _tojson(value: object, indent: int | None = None, **_: object) -> str:
 
 
 @functools.cache
-def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    import jinja2.ext
-    import jinja2.sandbox
+def _environment() -> BudgetedSandbox:
+    from ollamacli.engine.sandbox import BudgetedSandbox, add_filter
 
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = BudgetedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
-    env.filters["tojson"] = _tojson
+    add_filter(env, "tojson", _tojson)
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
@@ -92,6 +95,8 @@ def _compile_jinja(source: str) -> jinja2.Template:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template error: line {exc.lineno}: {exc.message}") from exc
+    except RecursionError as exc:
+        raise TemplateError("template error: the template nests too deeply") from exc
 
 
 def message_dict(message: ChatMessage) -> dict[str, object]:
@@ -141,31 +146,36 @@ class ChatTemplate:
         tools: Sequence[Mapping[str, object]] = (),
         add_generation_prompt: bool = True,
         think: ThinkValue = None,
+        cancel: CancelToken | None = None,
+        budget: RenderBudget | None = None,
     ) -> str:
-        """The prompt text for a conversation."""
+        """The prompt text for a conversation, within `budget` (default: the standard limits,
+        stopped by `cancel`)."""
+        budget = budget or RenderBudget(cancel=cancel)
         if self.kind == "go":
             from ollamacli.engine.gotemplate import parse_go
 
-            return parse_go(self.source).render(messages, tools=tools, think=think)
+            return parse_go(self.source).render(messages, tools=tools, think=think, budget=budget)
         extra = {"add_generation_prompt": add_generation_prompt, **thinking_switches(think)}
-        return self._render_jinja(messages, tools, extra)
+        return self._render_jinja(messages, tools, extra, budget)
 
     def _render_jinja(
         self,
         messages: Sequence[ChatMessage],
         tools: Sequence[Mapping[str, object]],
         extra: Mapping[str, object],
+        budget: RenderBudget,
     ) -> str:
         template = _compile_jinja(self.source)
         try:
-            return self._jinja(template, messages, tools, extra)
+            return self._jinja(template, messages, tools, extra, budget)
         except TemplateError:
             merged = merge_system(messages)
             if merged is None:
                 raise
             # Gemma-style templates refuse a system role; Ollama's own Gemma templates put the
             # system text at the top of the first user turn instead, and so do we.
-            return self._jinja(template, merged, tools, extra)
+            return self._jinja(template, merged, tools, extra, budget)
 
     def _jinja(
         self,
@@ -173,21 +183,30 @@ class ChatTemplate:
         messages: Sequence[ChatMessage],
         tools: Sequence[Mapping[str, object]],
         extra: Mapping[str, object],
+        budget: RenderBudget,
     ) -> str:
-        import jinja2
+        from ollamacli.engine.sandbox import RENDER_ERRORS, budget_scope
 
+        chunks: list[str] = []
+        size = 0
         try:
-            return template.render(
-                messages=[message_dict(m) for m in messages],
-                tools=list(tools) or None,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-                **extra,
-            )
+            with budget_scope(budget):
+                for chunk in template.generate(
+                    messages=[message_dict(m) for m in messages],
+                    tools=list(tools) or None,
+                    bos_token=self.bos_token,
+                    eos_token=self.eos_token,
+                    **extra,
+                ):
+                    size += len(chunk)
+                    budget.check_size(size)
+                    chunks.append(chunk)
         except TemplateError:
             raise
-        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
+        except RENDER_ERRORS as exc:
             raise TemplateError(f"chat template error: {exc}") from exc
+        budget.check()
+        return "".join(chunks)
 
 
 def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage] | None:

@@ -32,7 +32,7 @@ from ollamacli.server.errors import (
     openai_body,
     status_for,
 )
-from ollamacli.server.middleware import ApiKey, CatchAll, Cors, HostGuard
+from ollamacli.server.middleware import ApiKey, BodyLimit, CatchAll, Cors, HostGuard
 from ollamacli.server.streaming import ActiveRequests
 from ollamacli.service import Services
 
@@ -100,6 +100,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(BodyLimit, limit=settings.max_body_size)
     app.add_middleware(ApiKey, key=settings.api_key)
     app.add_middleware(Cors, origins=settings.origins)
     app.add_middleware(HostGuard, enabled=settings.host.is_loopback)

@@ -11,7 +11,7 @@ from ollamacli.engine.base import ChatMessage, ToolCall
 from ollamacli.engine.thinking import check_think, think_enabled
 from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidOptionError, InvalidRequestError
-from ollamacli.modelfile import Message, parse
+from ollamacli.modelfile import ROLES, Message, parse, role_error
 from ollamacli.names import ModelName
 from ollamacli.parameters import OptionValue, options_from_json
 from ollamacli.server.schemas import (
@@ -216,15 +216,21 @@ def create_spec(body: CreateBody) -> CreateSpec:
         template=body.template,
         system=body.system,
         parameters=options(body.parameters) if body.parameters is not None else None,
-        messages=(
-            tuple(Message(m.role, m.content or "") for m in body.messages)
-            if body.messages is not None
-            else None
-        ),
+        messages=_create_messages(body.messages),
         licenses=tuple(licenses) if licenses is not None else None,
         renderer=body.renderer or None,
         parser=body.parser or None,
     )
+
+
+def _create_messages(messages: list[MessageBody] | None) -> tuple[Message, ...] | None:
+    """`messages` of /api/create: the roles a Modelfile's MESSAGE accepts, nothing else."""
+    if messages is None:
+        return None
+    for message in messages:
+        if message.role not in ROLES:
+            raise InvalidRequestError(role_error(message.role))
+    return tuple(Message(m.role, m.content or "") for m in messages)
 
 
 def _digests(files: dict[str, str] | None, field: str) -> list[Digest]:
@@ -242,7 +248,10 @@ def _digests(files: dict[str, str] | None, field: str) -> list[Digest]:
 def _check_relative(path: str, field: str) -> None:
     pure = PurePosixPath(path)
     if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
-        raise InvalidRequestError(f"file path must be relative: {path!r} in {field!r}")
+        raise InvalidRequestError(
+            f"file path must be relative, inside the model (no leading '/', no '..'): "
+            f"{path!r} in {field!r}"
+        )
 
 
 def _adapters(

@@ -7,6 +7,8 @@ answer OpenAI's `{"error": {"message", "type", "param", "code"}}`.
 
 from __future__ import annotations
 
+import re
+
 from ollamacli.errors import (
     BlobNotFoundError,
     ContextLengthExceededError,
@@ -27,6 +29,7 @@ from ollamacli.errors import (
     OptionalDependencyError,
     RegistryError,
     RequestCancelledError,
+    RequestTooLargeError,
     ServerBusyError,
     StoreError,
     TemplateError,
@@ -47,6 +50,7 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedModelError: 400,
     TemplateError: 400,
     ContextLengthExceededError: 400,
+    RequestTooLargeError: 413,
     ModelNotFoundError: 404,
     ManifestNotFoundError: 404,
     BlobNotFoundError: 404,
@@ -67,6 +71,7 @@ OPENAI_TYPES: dict[int, str] = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    413: "invalid_request_error",
 }
 
 
@@ -87,10 +92,24 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
+# An absolute file path (POSIX with two or more parts, or Windows), not a URL or an API route.
+_FILE_PATH = re.compile(
+    r"(?<![\w.:/~-])/(?!api/|v1/)(?:[^\s/'\"]+/)+([^\s/'\"]*)"
+    r"|\b[A-Za-z]:\\(?:[^\s\\'\"]+\\)*([^\s\\'\"]*)"
+)
+
+
+def hide_paths(message: str) -> str:
+    """The message with every absolute file path cut to its last part: error bodies must not
+    show where the server keeps its files (the server log has the whole message)."""
+    return _FILE_PATH.sub(lambda match: match.group(1) or match.group(2) or "", message)
+
+
 def message_for(exc: Exception) -> str:
-    """The message clients see: ours for deliberate errors, a generic one for bugs."""
+    """The message clients see: ours for deliberate errors (without server file paths), a
+    generic one for bugs."""
     exc = _translated(exc)
-    return exc.message if isinstance(exc, OllamaCliError) else INTERNAL_ERROR
+    return hide_paths(exc.message) if isinstance(exc, OllamaCliError) else INTERNAL_ERROR
 
 
 def ollama_body(message: str) -> dict[str, object]:

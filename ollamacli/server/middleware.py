@@ -1,8 +1,9 @@
-"""Pure ASGI middleware: error catch-all, DNS-rebinding guard, CORS, API key.
+"""Pure ASGI middleware: error catch-all, DNS-rebinding guard, CORS, API key, body limit.
 
 They are plain ASGI wrappers (not Starlette's BaseHTTPMiddleware) so streaming responses and
 disconnect detection pass through untouched. Order, outermost first: the request log
-(server/requestlog.py), the catch-all, Host check, CORS, API key; so a browser's preflight is
+(server/requestlog.py), the catch-all, Host check, CORS, API key, body
+size limit; so a browser's preflight is
 answered before the key is asked for, and every refusal is logged.
 """
 
@@ -19,7 +20,8 @@ from collections.abc import Iterable
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ollamacli.server.errors import INTERNAL_ERROR, ollama_body, openai_body
+from ollamacli.errors import RequestTooLargeError
+from ollamacli.server.errors import INTERNAL_ERROR, message_for, ollama_body, openai_body
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +234,39 @@ class ApiKey:
         if scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(token.strip().encode("latin-1", "replace"), self.key)
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes with 413, before they are read whole.
+
+    A declared Content-Length over the limit is answered at once; a chunked body is counted as
+    it arrives, and the read that crosses the limit raises `RequestTooLargeError`, which the
+    app answers in the route's error shape. Blob uploads stream to disk and are not limited.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or self.limit <= 0 or path.startswith("/api/blobs/"):
+            await self.app(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
+            error = RequestTooLargeError(self.limit)
+            await send_json(send, 413, error_body(scope, message_for(error), 413))
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise RequestTooLargeError(self.limit)
+            return message
+
+        await self.app(scope, counting_receive, send)

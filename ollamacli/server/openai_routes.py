@@ -27,6 +27,7 @@ from ollamacli.server.schemas import (
     CompletionBody,
     OpenAIMessage,
     ResponseFormat,
+    decode_json,
     parse_body,
 )
 from ollamacli.server.state import active_of, services_of
@@ -83,8 +84,8 @@ def _tool_calls(message: OpenAIMessage) -> tuple[ToolCall, ...]:
             raise InvalidRequestError("invalid tool call: function name is required")
         arguments = function.get("arguments") or "{}"
         try:
-            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
+            parsed = decode_json(arguments) if isinstance(arguments, str) else arguments
+        except (ValueError, RecursionError):
             raise InvalidRequestError("invalid tool call arguments: not JSON") from None
         if not isinstance(parsed, dict):
             raise InvalidRequestError("invalid tool call arguments: not a JSON object")

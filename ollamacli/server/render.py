@@ -34,9 +34,12 @@ def rfc3339(moment: datetime | None = None) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_FOREVER_EPOCH = datetime.fromisoformat(FOREVER.replace("Z", "+00:00")).timestamp()
+
+
 def rfc3339_from_epoch(seconds: float) -> str:
-    """A wall-clock time in seconds (inf = forever)."""
-    if math.isinf(seconds):
+    """A wall-clock time in seconds (inf, or anything past Go's latest time, = forever)."""
+    if math.isinf(seconds) or seconds >= _FOREVER_EPOCH:
         return FOREVER
     return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
 

@@ -3,11 +3,16 @@
 Field names are the APIs' own. Types are strict, as Go's JSON decoder is: a number where a
 string belongs is a 400, not a silent conversion. `null` means "not given" everywhere.
 Unknown fields are ignored, as Ollama ignores them.
+
+Text is decoded as Go's encoding/json decodes it: invalid UTF-8 and lone UTF-16 surrogate
+escapes (`"\\ud800"`) become U+FFFD, so no string that cannot be encoded again ever reaches
+the service (it used to surface as a 500 wherever such text was encoded or tokenized).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, TypeVar
 
 from pydantic import (
@@ -207,13 +212,61 @@ class CompletionBody(_OpenAISampling):
 B = TypeVar("B", bound=Body)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def decode_json(raw: bytes | str) -> object:
+    """Parse JSON text as Go does: invalid UTF-8 and unpaired surrogates become U+FFFD.
+
+    Raises `ValueError` (or `RecursionError`) for text that is not JSON."""
+    if isinstance(raw, bytes):
+        # UTF-8 (with or without a BOM), or the UTF-16/32 forms Python's decoder also reads.
+        encoding = json.detect_encoding(raw)
+        text = raw.decode("utf-8-sig" if encoding.startswith("utf-8") else encoding, "replace")
+    else:
+        text = _SURROGATE.sub(REPLACEMENT, raw)
+    data: object = json.loads(text)
+    # Python's decoder keeps an escaped surrogate without its pair as a lone code point.
+    return _replace_surrogates(data) if _SURROGATE_ESCAPE.search(text) else data
+
+
+def _replace_surrogates(data: object) -> object:
+    """The value with every lone surrogate in its strings (keys too) replaced (no recursion:
+    the value may be as deep as the decoder allows)."""
+
+    def clean(value: object) -> object:
+        if isinstance(value, str):
+            return _SURROGATE.sub(REPLACEMENT, value)
+        if isinstance(value, list):
+            copy: list[object] = []
+            pending.append((value, copy))
+            return copy
+        if isinstance(value, dict):
+            mapping: dict[str, object] = {}
+            pending.append((value, mapping))
+            return mapping
+        return value
+
+    pending: list[tuple[list[object] | dict[str, object], list[object] | dict[str, object]]] = []
+    root = clean(data)
+    while pending:
+        source, target = pending.pop()
+        if isinstance(source, list) and isinstance(target, list):
+            target.extend(clean(item) for item in source)
+        elif isinstance(source, dict) and isinstance(target, dict):
+            target.update({_SURROGATE.sub(REPLACEMENT, k): clean(v) for k, v in source.items()})
+    return root
+
+
 def parse_body(raw: bytes, schema: type[B]) -> B:
     """Decode and validate a JSON request body; every failure is a 400 with a reason."""
     if not raw.strip():
         raise InvalidRequestError("missing request body")
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+        data = decode_json(raw)
+    except (ValueError, RecursionError) as exc:
         raise InvalidRequestError(f"invalid JSON in request body: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")

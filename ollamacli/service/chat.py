@@ -46,7 +46,7 @@ from ollamacli.engine.thinking import (
 )
 from ollamacli.engine.toolparse import ToolCallStream
 from ollamacli.engine.tools import ToolChoice, ToolPlan, tool_names
-from ollamacli.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
+from ollamacli.errors import InvalidRequestError, TemplateError
 from ollamacli.names import ModelName
 from ollamacli.parameters import (
     OptionValue,
@@ -56,6 +56,7 @@ from ollamacli.parameters import (
     validate_options,
 )
 from ollamacli.scheduler import Lease, Scheduler
+from ollamacli.service.fitting import Fit, fit_conversation
 from ollamacli.store import ResolvedModel, Store
 
 logger = logging.getLogger(__name__)
@@ -247,14 +248,8 @@ class ChatService:
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
-            prompt = _tool_prompt(
-                lease.engine,
-                template,
-                conversation,
-                tools,
-                request.truncate,
-                reasoning.render_think(),
-            )
+            fit = Fit(request.truncate, reasoning.render_think(), cancel)
+            prompt = _tool_prompt(lease.engine, template, conversation, tools, fit)
             forced = tools.grammar(template.source)
             if forced is not None:
                 sampling = dataclasses.replace(sampling, grammar=forced)
@@ -285,7 +280,7 @@ class ChatService:
                 reasoning = _Reasoning(None, None)
             else:
                 prompt = self._generate_prompt(
-                    prepared.resolved, lease.engine, request, reasoning.render_think()
+                    prepared.resolved, lease.engine, request, reasoning.render_think(), cancel
                 )
             sampling = _with_special(sampling, reasoning)
             reader = _TraceReader.of(reasoning, prompt)
@@ -320,6 +315,7 @@ class ChatService:
         engine: Engine,
         request: GenerateRequest,
         think: ThinkValue = None,
+        cancel: CancelToken | None = None,
     ) -> _Prompt:
         """Ollama's generate prompt: system, MESSAGE rows (unless continuing a `context`),
         the prompt as a user turn; a `context` is prepended as tokens."""
@@ -332,11 +328,9 @@ class ChatService:
         turns.append(ChatMessage("user", request.prompt))
         template = self._template(resolved, engine, request.template)
         if request.context:
-            rendered = template.render(turns, think=think)
+            rendered = template.render(turns, think=think, cancel=cancel)
             return _Prompt([*request.context, *engine.tokenize(rendered)], text=rendered)
-        return _fit_conversation(
-            engine, template, turns, (), truncate=request.truncate, think=think
-        )
+        return _fit_conversation(engine, template, turns, (), Fit(request.truncate, think, cancel))
 
     def _sampling(self, prepared: _Prepared, fmt: FormatSpec, truncate: bool) -> SamplingConfig:
         """Sampling settings, with `format` turned into a grammar before any model loads."""
@@ -426,21 +420,18 @@ def _tool_prompt(
     template: ChatTemplate,
     conversation: Sequence[ChatMessage],
     tools: ToolPlan,
-    truncate: bool,
-    think: ThinkValue = None,
+    fit: Fit,
 ) -> _Prompt:
     """The chat prompt with the request's tools; when tools are injected into a template that
     refuses `tool` turns, tool results go in as user turns instead."""
     messages, offered = tools.prompt(template.source, conversation)
     try:
-        return _fit_conversation(
-            engine, template, messages, offered, truncate=truncate, think=think
-        )
+        return _fit_conversation(engine, template, messages, offered, fit)
     except TemplateError:
         if not tools.injects(template.source) or not any(m.role == "tool" for m in messages):
             raise
     messages, offered = tools.prompt(template.source, conversation, tool_role=False)
-    return _fit_conversation(engine, template, messages, offered, truncate=truncate, think=think)
+    return _fit_conversation(engine, template, messages, offered, fit)
 
 
 def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
@@ -525,26 +516,7 @@ def _fit_conversation(
     template: ChatTemplate,
     messages: Sequence[ChatMessage],
     tools: Sequence[Mapping[str, object]],
-    *,
-    truncate: bool,
-    think: ThinkValue = None,
+    fit: Fit,
 ) -> _Prompt:
-    """The prompt, dropping the oldest turns (never system messages or the last turn) until it
-    fits the context, and saying so; with `truncate=False` a prompt that does not fit raises
-    `ContextLengthExceededError` with both token counts."""
-    n_ctx = engine.n_ctx
-    prompt = template.render(messages, tools=tools, think=think)
-    # No token is shorter than a byte, so a prompt of fewer bytes surely fits, untokenized.
-    if len(prompt.encode()) < n_ctx:
-        return _Prompt(prompt)
-    count = len(engine.tokenize(prompt))
-    if count <= n_ctx:
-        return _Prompt(prompt)
-    if not truncate:
-        raise ContextLengthExceededError(n_ctx=n_ctx, requested=count)
-    for start in range(1, len(messages)):
-        kept = [m for m in messages[:start] if m.role == "system"] + list(messages[start:])
-        prompt = template.render(kept, tools=tools, think=think)
-        if len(engine.tokenize(prompt)) <= n_ctx:
-            break
-    return _Prompt(prompt, truncated=len(messages) > 1)
+    prompt, truncated = fit_conversation(engine, template, messages, tools, fit)
+    return _Prompt(prompt, truncated=truncated)
