@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from ollamacli.engine.llama import format_grammar
-from ollamacli.engine.structured import check_json_schema
+from ollamacli.engine.structured import (
+    MAX_GRAMMAR_BYTES,
+    MAX_GRAMMAR_DEPTH,
+    MAX_REPEAT,
+    MAX_SCHEMA_DEPTH,
+    check_grammar,
+    check_json_schema,
+    grammar_depth,
+)
 from ollamacli.errors import InvalidRequestError
 
 STRING = {"type": "string"}
@@ -114,3 +124,68 @@ def test_a_pydantic_style_schema_is_accepted():
         "type": "object",
     }
     assert format_grammar(schema) is not None
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "string", "maxLength": 20000}, '"maxLength" is 20000, more than the limit'),
+        ({"type": "string", "minLength": 1001}, '"minLength" is 1001, more than the limit'),
+        (
+            {"type": "array", "items": STRING, "maxItems": 50000},
+            '"maxItems" is 50000, more than the limit',
+        ),
+        ({"type": "array", "items": STRING, "minItems": 10**6}, '"minItems" is 1000000'),
+        ({"type": "string", "pattern": "^a{0,20000}$"}, '"pattern" repetition {0,20000} is'),
+        ({"type": "string", "pattern": "^a{5000}$"}, '"pattern" repetition {5000} is 5000'),
+        ({"type": "string", "pattern": "a" * 1001}, '"pattern" length is 1001'),
+        ({"type": "string", "maxLength": -1}, '"maxLength" must be a non-negative integer'),
+        ({"type": "string", "maxLength": "9"}, '"maxLength" must be a non-negative integer'),
+        (
+            {"type": "object", "properties": {"deep": {"type": "string", "maxLength": 10**5}}},
+            'format.properties.deep: JSON schema keyword "maxLength" is 100000',
+        ),
+    ],
+)
+def test_repetitions_beyond_the_limit_are_refused_before_llama_cpp(schema, message):
+    """maxLength 20,000 built a grammar whose parsing overflowed llama.cpp's stack (SIGSEGV)."""
+    with pytest.raises(InvalidRequestError, match="JSON schema") as caught:
+        check_json_schema(schema)
+    assert message in str(caught.value)
+
+
+def test_schemas_nested_beyond_the_limit_are_refused():
+    schema: Mapping[str, object] = STRING
+    for _ in range(MAX_SCHEMA_DEPTH + 2):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequestError, match="nests deeper than the limit of 64 levels"):
+        check_json_schema(schema)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "maxLength": MAX_REPEAT},
+        {"type": "array", "items": {"type": "string", "maxLength": 1000}, "maxItems": 1000},
+        {"type": "string", "pattern": "^a{0,1000}$"},
+    ],
+)
+def test_schemas_at_the_limit_build_a_grammar_within_the_grammar_limits(schema):
+    grammar = format_grammar(schema)
+    assert grammar is not None
+    assert len(grammar.encode()) <= MAX_GRAMMAR_BYTES
+    assert grammar_depth(grammar) <= MAX_GRAMMAR_DEPTH
+
+
+def test_grammar_depth_ignores_literals_classes_and_comments():
+    grammar = 'root ::= "(" ( [()] ("a\\"(" b)? ) # (((\nb ::= ((c))\nc ::= "x"'
+    assert grammar_depth(grammar) == 2
+
+
+def test_any_grammar_too_deep_or_too_large_is_refused():
+    deep = "root ::= " + '("a" ' * 5000 + ")?" * 5000
+    with pytest.raises(InvalidRequestError, match="nests 5000 groups deep, more than the limit"):
+        check_grammar(deep)
+    large = "root ::= " + '"a" ' * (MAX_GRAMMAR_BYTES // 4)
+    with pytest.raises(InvalidRequestError, match="bytes, more than the limit"):
+        check_grammar(large)
