@@ -41,8 +41,8 @@ def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
     )
     lines = result.err.splitlines()
     assert lines[:2] == ["loading tiny:latest into transformers", "training on 8 examples"]
-    assert re.fullmatch(r"training  step 1/2  loss \d+\.\d{4}", lines[2])
-    assert re.fullmatch(r"training  step 2/2  loss \d+\.\d{4}", lines[3])
+    assert re.fullmatch(r"training  step 1/2  loss \d+\.\d{4}  \d+s left", lines[2])
+    assert re.fullmatch(r"training  step 2/2  loss \d+\.\d{4}  0s left", lines[3])
     assert lines[4] == "exporting LoRA adapter as GGUF"
     assert lines[-1] == "success"
     listed = cli("list").out
