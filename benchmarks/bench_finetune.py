@@ -27,6 +27,7 @@ from pathlib import Path
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage
 from ollamacli.finetune.augment import model_paraphraser
+from ollamacli.finetune.dataset import load_dataset
 from ollamacli.finetune.evaluate import Answer, ask, score
 from ollamacli.finetune.export import convert_to_temporary
 from ollamacli.finetune.pipeline import FinetuneRequest, finetune
@@ -52,7 +53,14 @@ def _show_answer(answer: Answer) -> None:
     print(f"  {'ok ' if answer.is_exact else 'MISS'} {answer.question} -> {answer.answer}")
 
 
-def run(base: str, data: Path, eval_data: Path, training: TrainingConfig, augment: int) -> None:
+def run(
+    base: str,
+    data: Path,
+    eval_data: Path,
+    training: TrainingConfig,
+    augment: int,
+    eval_loss: bool = False,
+) -> None:
     """Train, then score the training questions, the paraphrases and base knowledge."""
     with tempfile.TemporaryDirectory(prefix="ollamacli-bench-finetune-") as tmp:
         root = Path(tmp)
@@ -67,11 +75,13 @@ def run(base: str, data: Path, eval_data: Path, training: TrainingConfig, augmen
                 base,
                 data,
                 training,
-                eval_data=eval_data,
+                eval_data=eval_data if eval_loss else None,
                 augment=augment,
                 adapter_out=root / "adapter.gguf",
             )
-            paraphraser = model_paraphraser(services.chat, base, seed=training.seed)
+            paraphraser = (
+                model_paraphraser(services.chat, base, seed=training.seed) if augment else None
+            )
             result = finetune(request, services.models, on_step=_show_step, paraphraser=paraphraser)
             wall = time.monotonic() - started
             print(f"rows trained on:        {result.examples} ({augment} rewrites per question)")
@@ -87,7 +97,7 @@ def run(base: str, data: Path, eval_data: Path, training: TrainingConfig, augmen
                     f"adapter:                {result.exported.stat().st_size:,} bytes (goal <= 10 MB)"
                 )
             exact = score(services.chat, "bench-tuned", result.trained, _show_answer)
-            unseen = score(services.chat, "bench-tuned", result.evaluation, _show_answer)
+            unseen = score(services.chat, "bench-tuned", load_dataset(eval_data), _show_answer)
             unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
             print(f"exact answers: {exact.exact}/{exact.total} (goal 8 of 8)")
             print(
@@ -119,6 +129,11 @@ def main() -> None:
         "--lr-schedule", choices=("constant", "linear", "cosine"), default="constant"
     )
     parser.add_argument("--augment", type=int, default=0)
+    parser.add_argument(
+        "--eval-loss",
+        action="store_true",
+        help="also measure the paraphrases' loss while training (as `finetune --eval`; slower)",
+    )
     args = parser.parse_args()
     training = TrainingConfig(
         method=args.method,
@@ -132,7 +147,7 @@ def main() -> None:
         neftune_alpha=args.neftune,
         lr_schedule=args.lr_schedule,
     )
-    run(args.base, args.data, args.eval, training, args.augment)
+    run(args.base, args.data, args.eval, training, args.augment, args.eval_loss)
 
 
 if __name__ == "__main__":

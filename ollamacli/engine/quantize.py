@@ -9,13 +9,9 @@ the type's blocks falls back to a type that fits), exactly as `llama-quantize` d
 
 from __future__ import annotations
 
-import ctypes
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ollamacli.engine.llamalib import LOGS
-from ollamacli.engine.options import physical_cores
 from ollamacli.errors import EngineError, InvalidRequestError
 
 QUANTIZE_TYPES: dict[str, int] = {
@@ -71,7 +67,13 @@ def quantize_gguf(
     `progress` gets the completed fraction (0..1) while llama.cpp works, estimated from the size
     the output file has reached: `llama_model_quantize` reports nothing until it returns.
     """
+    # Imported here: `create` without --quantize (and `list`) must not load numpy or llama.cpp.
+    import ctypes
+    import threading
+
     from ollamacli.engine.llama import _library
+    from ollamacli.engine.llamalib import LOGS
+    from ollamacli.engine.options import physical_cores
 
     lib = _library()
     params = lib.llama_model_quantize_default_params()

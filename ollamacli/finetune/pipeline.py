@@ -114,12 +114,7 @@ def finetune(
     examples, evaluation = _datasets(request)
     require_stack()
     base = _base(request, target, models, progress)
-    rows = examples
-    if request.augment:
-        if paraphraser is None:
-            raise InvalidRequestError("--augment needs a model to rewrite the questions")
-        progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
-        examples = augment(examples, paraphraser, request.augment)
+    rows, examples = examples, _augmented(request, examples, paraphraser, progress)
     progress(ProgressEvent(f"loading {base.name.short} into transformers"))
     started = time.monotonic()
     loaded = load_base(base.model_path)
@@ -142,17 +137,31 @@ def finetune(
         artefact = _export(request, base, loaded, Path(tmp), progress)
         exported = _copy_out(artefact, request.adapter_out)
         _register(models, request.name, _spec(request, base, artefact), progress)
-    timings = (load_seconds, train_seconds)
     return FinetuneResult(
         target,
         len(examples),
         tuple(losses),
-        *timings,
+        load_seconds,
+        train_seconds,
         exported,
         trained=tuple(rows),
         evaluation=tuple(evaluation),
         eval_losses=tuple(eval_losses),
     )
+
+
+def _augmented(
+    request: FinetuneRequest,
+    examples: list[Example],
+    paraphraser: Paraphraser | None,
+    progress: ProgressSink,
+) -> list[Example]:
+    if not request.augment:
+        return examples
+    if paraphraser is None:
+        raise InvalidRequestError("--augment needs a model to rewrite the questions")
+    progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
+    return augment(examples, paraphraser, request.augment)
 
 
 def _datasets(request: FinetuneRequest) -> tuple[list[Example], list[Example]]:
