@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ollamacli.errors import EngineError, InvalidRequestError
+from ollamacli.errors import InvalidRequestError
 
 QUANTIZE_TYPES: dict[str, int] = {
     "F32": 0,
@@ -101,7 +101,9 @@ def quantize_gguf(
     if outcome != [0]:
         out.unlink(missing_ok=True)
         reason = LOGS.last_error() or f"llama_model_quantize returned {outcome}"
-        raise EngineError(f"quantizing {source.name} to {target} failed: {reason}")
+        # llama.cpp refuses a model it cannot load (a damaged or unsupported one): the request's
+        # model is at fault, so this is a client error, not a server failure.
+        raise InvalidRequestError(f"cannot quantize this model to {target}: {reason}")
     if progress is not None:
         progress(1.0)
     return out

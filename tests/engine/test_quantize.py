@@ -103,3 +103,13 @@ def test_create_refuses_an_unknown_quantize_type_before_reading(cli, tmp_path):
     result = cli("create", "x", "-f", str(tmp_path / "missing"), "-q", "q4_0")
     assert result.code == 1
     assert f"Error: unsupported quantization type Q4_0 - {SUPPORTED}" in result.err
+
+
+@pytest.mark.llama
+def test_a_model_llama_cpp_cannot_load_is_refused_as_a_bad_request(cli, settings, tmp_path):
+    """An F32 GGUF without a llama model in it: llama.cpp's quantizer fails, nothing is stored."""
+    broken = make_tiny_gguf(tmp_path / "f32.gguf", file_type=0)
+    result = cli("create", "x", "-f", str(_modelfile(tmp_path, broken)), "-q", "q8_0")
+    assert result.code == 1
+    assert "Error: cannot quantize this model to Q8_0:" in result.err
+    assert "x:latest" not in cli("list").out
