@@ -6,7 +6,7 @@ import importlib.util
 import json
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from gguf import GGUFWriter
@@ -108,6 +108,58 @@ BAD_GGUFS = {
     "tensorless": "the GGUF file has no tensors",
 }
 """`make_bad_gguf` defects and what the error must say."""
+
+
+def make_random_llama_gguf(
+    path: Path,
+    smollm2: Path,
+    *,
+    file_type: Literal["f32", "f16"] = "f16",
+    hidden: int = 256,
+    seed: int = 0,
+) -> Path:
+    """A loadable one-block llama with random weights and SmolLM2's tokenizer, in F16 or F32.
+
+    Rows are 256 wide so every K-quant block fits (no fallback types when quantized).
+    """
+    from ollamacli.finetune.merged import GGUFMetadata, write_model_gguf
+
+    heads, kv_heads, ffn, vocab = 4, 2, 2 * hidden, 49152
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+    kv = hidden // heads * kv_heads
+    prefix = "model.layers.0."
+    tensors = {
+        "model.embed_tokens.weight": weight(vocab, hidden),
+        "model.norm.weight": np.ones(hidden, np.float32),
+        prefix + "input_layernorm.weight": np.ones(hidden, np.float32),
+        prefix + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
+        prefix + "self_attn.q_proj.weight": weight(hidden, hidden),
+        prefix + "self_attn.k_proj.weight": weight(kv, hidden),
+        prefix + "self_attn.v_proj.weight": weight(kv, hidden),
+        prefix + "self_attn.o_proj.weight": weight(hidden, hidden),
+        prefix + "mlp.gate_proj.weight": weight(ffn, hidden),
+        prefix + "mlp.up_proj.weight": weight(ffn, hidden),
+        prefix + "mlp.down_proj.weight": weight(hidden, ffn),
+    }
+    metadata = GGUFMetadata.read(smollm2).with_values(
+        {
+            "llama.block_count": 1,
+            "llama.embedding_length": hidden,
+            "llama.feed_forward_length": ffn,
+            "llama.attention.head_count": heads,
+            "llama.attention.head_count_kv": kv_heads,
+            "llama.rope.dimension_count": hidden // heads,
+            "llama.context_length": 512,
+            "general.name": "random-llama",
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_model_gguf(tensors, metadata, path, file_type=file_type)
+    return path
 
 
 def bundled_gguf() -> Path:

@@ -13,13 +13,14 @@ import typer
 
 from ollamacli.cli.app import app
 from ollamacli.cli.output import human_bytes
-from ollamacli.cli.wiring import model_service
 from ollamacli.progress import ProgressEvent
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from ollamacli.finetune.pipeline import FinetuneResult
     from ollamacli.finetune.trainer import TrainingStep
+    from ollamacli.service.chat import ChatService
 
 
 class Method(str, Enum):
@@ -29,11 +30,22 @@ class Method(str, Enum):
     full = "full"
 
 
-class Quantize(str, Enum):
-    """How `--method full` stores the merged weights."""
+class Schedule(str, Enum):
+    """How the learning rate changes over the steps."""
 
+    constant = "constant"
+    linear = "linear"
+    cosine = "cosine"
+
+
+class Quantize(str, Enum):
+    """How `--method full` stores the merged weights (K-quants by llama.cpp, from F16)."""
+
+    f32 = "f32"
     f16 = "f16"
     q8_0 = "q8_0"
+    q4_K_M = "q4_K_M"
+    q4_K_S = "q4_K_S"
 
 
 @app.command()
@@ -66,8 +78,27 @@ def finetune(
     adapter_out: Path | None = typer.Option(
         None, "--adapter-out", help="Also write the GGUF adapter (merged model if full) here."
     ),
+    eval_data: Path | None = typer.Option(
+        None,
+        "--eval",
+        help="Rows never trained on (same format as --data): eval loss while training, then "
+        "exact-answer scores through llama.cpp [default: a held-out tenth of 20+ rows].",
+    ),
+    augment: int = typer.Option(
+        0, "--augment", min=0, help="Let the base model rewrite each question N ways first."
+    ),
+    lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="Dropout on the LoRA input."),
+    weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay."),
+    neftune: float = typer.Option(
+        0.0, "--neftune", help="NEFTune noise alpha on the input embeddings (0: off; try 5)."
+    ),
+    lr_schedule: Schedule = typer.Option(
+        Schedule.constant, "--lr-schedule", help="Learning rate over the steps."
+    ),
 ) -> None:
     """Fine-tune a model on questions and answers (needs: pip install 'ollamacli[finetune]')."""
+    from ollamacli.cli.wiring import services
+    from ollamacli.finetune.augment import model_paraphraser
     from ollamacli.finetune.pipeline import FinetuneRequest
     from ollamacli.finetune.pipeline import finetune as run_finetune
     from ollamacli.finetune.trainer import TrainingConfig
@@ -82,20 +113,49 @@ def finetune(
         batch_size=batch_size,
         seed=seed,
         max_seq_length=max_seq_length,
+        lora_dropout=lora_dropout,
+        weight_decay=weight_decay,
+        neftune_alpha=neftune,
+        lr_schedule=lr_schedule.value,
     )
-    request = FinetuneRequest(model, base, data, training, quantize.value, adapter_out)
+    request = FinetuneRequest(
+        model, base, data, training, quantize.value, adapter_out, eval_data, augment
+    )
+    wired = services()
     try:
+        paraphraser = model_paraphraser(wired.chat, base, seed=seed) if augment else None
         with _display() as display:
             result = run_finetune(
-                request, model_service(), progress=display.event, on_step=display.step
+                request,
+                wired.models,
+                progress=display.event,
+                on_step=display.step,
+                paraphraser=paraphraser,
             )
+        typer.echo(
+            f"created '{model}' from '{base}': {len(result.losses)} steps in "
+            f"{result.train_seconds:.0f}s, final loss {result.final_loss:.4f}"
+        )
+        if result.evaluation:
+            _print_scores(wired.chat, model, result, eval_data)
     except KeyboardInterrupt:
         sys.stderr.write("\nfine-tuning interrupted: nothing was saved")
         raise
-    typer.echo(
-        f"created '{model}' from '{base}': {len(result.losses)} steps in "
-        f"{result.train_seconds:.0f}s, final loss {result.final_loss:.4f}"
-    )
+    finally:
+        wired.scheduler.close()
+
+
+def _print_scores(
+    chat: ChatService, model: str, result: FinetuneResult, eval_data: Path | None
+) -> None:
+    """Exact answers through llama.cpp: training questions, then the never-trained rows."""
+    from ollamacli.finetune.evaluate import score
+
+    trained = score(chat, model, result.trained[:50])
+    typer.echo(f"exact answers: {trained.exact}/{trained.total} training questions")
+    unseen = score(chat, model, result.evaluation)
+    source = f"paraphrases ({eval_data.name})" if eval_data else "held-out rows"
+    typer.echo(f"{source}: {unseen.exact}/{unseen.total} exact ({unseen.per_8:.1f} per 8)")
 
 
 class _Display:
@@ -106,6 +166,7 @@ class _Display:
         self._current: TaskID | None = None
         self._bars: dict[str, TaskID] = {}
         self._seen: set[str] = set()
+        self._eval_loss: float | None = None
 
     def event(self, event: ProgressEvent) -> None:
         info = (
@@ -114,7 +175,13 @@ class _Display:
         self._show(event.digest or event.status, event.status, event.total, event.completed, info)
 
     def step(self, step: TrainingStep) -> None:
+        if step.eval_loss is not None:
+            self._eval_loss = step.eval_loss
         info = f"step {step.step}/{step.total}  loss {step.loss:.4f}"
+        if self._eval_loss is not None:
+            info += f"  eval loss {self._eval_loss:.4f}"
+        if self._progress is None:  # rich's own column shows the time left on a terminal
+            info += f"  {step.remaining:.0f}s left"
         self._show("training", "training", step.total, step.step, info)
 
     def _show(self, key: str, text: str, total: int | None, done: int | None, info: str) -> None:

@@ -17,13 +17,19 @@ from ollamacli.errors import InvalidRequestError, ModelfileError
 def create(
     model: str = typer.Argument(..., help="Name of the new model."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Modelfile (default ./Modelfile)."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", "-q", help="Quantize an F16/F32 model to this type (e.g. q4_K_M)."
+    ),
 ) -> None:
     """Create a model from a Modelfile."""
+    from ollamacli.engine.quantize import parse_quantize_type
     from ollamacli.modelfile import parse
     from ollamacli.names import ModelName
     from ollamacli.service.models import CreateSpec
 
     ModelName.parse(model)  # refuse a bad name before reading anything
+    if quantize:
+        parse_quantize_type(quantize)  # and an unknown type
     path = file or Path("Modelfile")
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -35,6 +41,7 @@ def create(
         raise ModelfileError(f"cannot read: {exc}", path=str(path)) from exc
     modelfile = parse(text, path=str(path))
     spec = CreateSpec.from_modelfile(modelfile, path.resolve().parent, source=str(path))
+    spec = spec.with_quantize(quantize)
     with progress_display() as progress:
         model_service().create(model, spec, progress)
 

@@ -15,15 +15,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ollamacli.engine.quantize import parse_quantize_type
 from ollamacli.errors import FinetuneError, InvalidRequestError
+from ollamacli.finetune.augment import Paraphraser, augment
 from ollamacli.finetune.dataset import Example, load_dataset
+from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
-from ollamacli.finetune.merged import FileType, GGUFMetadata, write_model_gguf
+from ollamacli.finetune.merged import FILE_TYPES, FileType, GGUFMetadata, write_model_gguf
 from ollamacli.finetune.render import PromptFormat, TokenizedExample, tokenize_example
 from ollamacli.finetune.trainer import (
     LoadedBase,
     StepSink,
     TrainingConfig,
+    TrainingStep,
     ignore_step,
     load_base,
     merged_state,
@@ -50,8 +54,29 @@ class FinetuneRequest:
     base: str
     data: Path
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    file_type: FileType = "f16"  # of the merged model (--method full)
+    file_type: str = "f16"
+    """How the merged model (--method full) is stored: f32, f16 and q8_0 are written directly;
+    another type `create --quantize` accepts (q4_K_M, q4_K_S) is quantized by llama.cpp from F16."""
     adapter_out: Path | None = None  # also write the GGUF (adapter, or merged model) here
+    eval_data: Path | None = None
+    augment: int = 0  # rewrites of each question added before training (--augment N)
+    """Rows never trained on, scored after training (and their loss measured while training);
+    without it, a large dataset has rows held out instead (`evaluate.split_held_out`)."""
+
+    def __post_init__(self) -> None:
+        if self.file_type.lower() not in FILE_TYPES:
+            parse_quantize_type(self.file_type)  # refuse an unknown type before training
+
+    @property
+    def written_type(self) -> FileType:
+        """The type the merged GGUF is written in (before any llama.cpp quantization)."""
+        lower = self.file_type.lower()
+        return next((t for t in FILE_TYPES if t == lower), "f16")
+
+    @property
+    def quantize(self) -> str | None:
+        """The llama.cpp quantization `create` applies to the merged model, if any."""
+        return None if self.file_type.lower() in FILE_TYPES else self.file_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,9 @@ class FinetuneResult:
     load_seconds: float
     train_seconds: float
     exported: Path | None = None  # the copy written to `adapter_out`
+    trained: tuple[Example, ...] = ()  # the dataset's rows trained on (before --augment)
+    evaluation: tuple[Example, ...] = ()  # the --eval rows, or the held-out ones
+    eval_losses: tuple[float, ...] = ()  # measured on `evaluation` during training
 
     @property
     def final_loss(self) -> float:
@@ -77,29 +105,71 @@ def finetune(
     *,
     progress: ProgressSink = ignore_progress,
     on_step: StepSink = ignore_step,
+    paraphraser: Paraphraser | None = None,
 ) -> FinetuneResult:
-    """Train NEW_NAME from BASE on a dataset and register it; see the module docstring."""
+    """Train NEW_NAME from BASE on a dataset and register it; see the module docstring.
+
+    `paraphraser` rewrites questions for `request.augment` (the CLI asks the base model)."""
     target = ModelName.parse(request.name)
-    examples = load_dataset(request.data)
+    examples, evaluation = _datasets(request)
     require_stack()
     base = _base(request, target, models, progress)
+    rows, examples = examples, _augmented(request, examples, paraphraser, progress)
     progress(ProgressEvent(f"loading {base.name.short} into transformers"))
     started = time.monotonic()
     loaded = load_base(base.model_path)
     tokenized = _tokenize(examples, base, loaded, request.training.max_seq_length)
+    held_out = _tokenize(evaluation, base, loaded, request.training.max_seq_length)
     prepare(loaded, request.training)
     load_seconds = time.monotonic() - started
     progress(ProgressEvent(f"training on {len(examples)} examples"))
+    eval_losses: list[float] = []
+
+    def step(report: TrainingStep) -> None:
+        if report.eval_loss is not None:
+            eval_losses.append(report.eval_loss)
+        on_step(report)
+
     started = time.monotonic()
-    losses = train(loaded, tokenized, request.training, on_step)
+    losses = train(loaded, tokenized, request.training, step, held_out)
     train_seconds = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="ollamacli-finetune-") as tmp:
         artefact = _export(request, base, loaded, Path(tmp), progress)
         exported = _copy_out(artefact, request.adapter_out)
         _register(models, request.name, _spec(request, base, artefact), progress)
     return FinetuneResult(
-        target, len(examples), tuple(losses), load_seconds, train_seconds, exported
+        target,
+        len(examples),
+        tuple(losses),
+        load_seconds,
+        train_seconds,
+        exported,
+        trained=tuple(rows),
+        evaluation=tuple(evaluation),
+        eval_losses=tuple(eval_losses),
     )
+
+
+def _augmented(
+    request: FinetuneRequest,
+    examples: list[Example],
+    paraphraser: Paraphraser | None,
+    progress: ProgressSink,
+) -> list[Example]:
+    if not request.augment:
+        return examples
+    if paraphraser is None:
+        raise InvalidRequestError("--augment needs a model to rewrite the questions")
+    progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
+    return augment(examples, paraphraser, request.augment)
+
+
+def _datasets(request: FinetuneRequest) -> tuple[list[Example], list[Example]]:
+    """(rows to train on, rows to evaluate on), every row checked before anything loads."""
+    examples = load_dataset(request.data)
+    if request.eval_data is not None:
+        return examples, load_dataset(request.eval_data)
+    return split_held_out(examples, request.training.seed)
 
 
 def _base(
@@ -148,13 +218,13 @@ def _export(
     progress: ProgressSink,
 ) -> Path:
     if request.training.method == "full":
-        progress(ProgressEvent(f"writing merged model ({request.file_type.upper()})"))
+        progress(ProgressEvent(f"writing merged model ({request.written_type.upper()})"))
         out = folder / "model.gguf"
         written = write_model_gguf(
             merged_state(loaded),
             GGUFMetadata.read(base.model_path),
             out,
-            file_type=request.file_type,
+            file_type=request.written_type,
         )
         expected = {t.name for t in read_gguf(base.model_path).tensors}
         if set(written) != expected:
@@ -206,4 +276,5 @@ def _spec(request: FinetuneRequest, base: ResolvedModel, artefact: Path) -> Crea
         )
         or None,
         licenses=base.licenses or None,
+        quantize=request.quantize,
     )

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 Method = Literal["lora", "full"]
+Schedule = Literal["constant", "linear", "cosine"]
 DEFAULT_STEPS = 16
 """Without --epochs or --max-steps: as many epochs as it takes to reach this many steps."""
 DEFAULT_LEARNING_RATE: dict[Method, float] = {"lora": 2e-3, "full": 5e-5}
@@ -45,6 +46,12 @@ class TrainingConfig:
     batch_size: int = 8
     seed: int = 42
     max_seq_length: int = 1024
+    lora_dropout: float = 0.0
+    weight_decay: float = 0.0
+    neftune_alpha: float = 0.0
+    """NEFTune (Jain et al. 2023): uniform noise of this scale on the input embeddings while
+    training; 0 turns it off. The paper uses 5 to 15."""
+    lr_schedule: Schedule = "constant"
 
     def __post_init__(self) -> None:
         positive = {
@@ -61,6 +68,16 @@ class TrainingConfig:
                 raise InvalidRequestError(f"{option} must be positive, got {value}")
         if self.method not in DEFAULT_LEARNING_RATE:
             raise InvalidRequestError(f"unknown method {self.method!r}: use lora or full")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise InvalidRequestError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        for option, number in (
+            ("--weight-decay", self.weight_decay),
+            ("--neftune", self.neftune_alpha),
+        ):
+            if number < 0:
+                raise InvalidRequestError(f"{option} must not be negative, got {number}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise InvalidRequestError(f"unknown --lr-schedule {self.lr_schedule!r}")
 
     @property
     def lr(self) -> float:
@@ -87,6 +104,12 @@ class TrainingStep:
     epoch: int
     loss: float
     elapsed: float
+    eval_loss: float | None = None  # on the held-out or --eval rows, every few steps
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left at the pace so far."""
+        return self.elapsed / self.step * (self.total - self.step) if self.step else 0.0
 
 
 StepSink = Callable[[TrainingStep], None]
@@ -164,7 +187,7 @@ def prepare(base: LoadedBase, config: TrainingConfig) -> None:
     lora = peft.LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,
+        lora_dropout=config.lora_dropout,
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
@@ -180,33 +203,96 @@ def train(
     examples: Sequence[TokenizedExample],
     config: TrainingConfig,
     on_step: StepSink = ignore_step,
+    held_out: Sequence[TokenizedExample] = (),
 ) -> list[float]:
-    """Run the optimiser; returns the loss of every step. KeyboardInterrupt propagates."""
+    """Run the optimiser; returns the loss of every step. KeyboardInterrupt propagates.
+
+    With `held_out` rows, their loss is measured at each quarter of the steps (and after the
+    last) and reported with the step."""
     import torch
 
     epochs, total = config.plan(len(examples))
     generator = torch.Generator().manual_seed(config.seed)
     trainable = [p for p in base.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.lr_schedule, total))
     pad = _pad_id(base.tokenizer)
-    base.model.train()
+    every = math.ceil(total / 4)  # a pass over the held-out rows costs about a step
     losses: list[float] = []
     started = time.monotonic()
-    for epoch in range(epochs):
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for first in range(0, len(order), config.batch_size):
-            if len(losses) == total:
-                return losses
-            chunk = [examples[i] for i in order[first : first + config.batch_size]]
-            batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
-            loss = base.model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            elapsed = time.monotonic() - started
-            on_step(TrainingStep(len(losses), total, epoch + 1, losses[-1], elapsed))
+    with _neftune(base, config.neftune_alpha, generator):
+        for epoch in range(epochs):
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for first in range(0, len(order), config.batch_size):
+                if len(losses) == total:
+                    return losses
+                base.model.train()
+                chunk = [examples[i] for i in order[first : first + config.batch_size]]
+                batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
+                loss = base.model(**batch).loss
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                measured = len(losses) % every == 0 or len(losses) == total
+                eval_loss = evaluate_loss(base, held_out, config.batch_size) if measured else None
+                elapsed = time.monotonic() - started
+                on_step(TrainingStep(len(losses), total, epoch + 1, losses[-1], elapsed, eval_loss))
     return losses
+
+
+def _schedule(kind: Schedule, total: int) -> Callable[[int], float]:
+    """The learning-rate multiplier for step n (0-based) of `total`."""
+    if kind == "linear":
+        return lambda n: max(0.0, 1.0 - n / total)
+    if kind == "cosine":
+        return lambda n: 0.5 * (1.0 + math.cos(math.pi * min(n, total) / total))
+    return lambda n: 1.0
+
+
+@contextlib.contextmanager
+def _neftune(base: LoadedBase, alpha: float, generator: torch.Generator) -> Iterator[None]:
+    """Add NEFTune noise to the input embeddings in training mode (not when measuring)."""
+    if alpha <= 0:
+        yield
+        return
+    import torch
+
+    def noisy(module: Any, inputs: object, output: torch.Tensor) -> torch.Tensor:
+        if not module.training:
+            return output
+        scale = alpha / math.sqrt(output.size(1) * output.size(2))
+        noise = torch.rand(output.shape, generator=generator) * 2 - 1
+        return output + (noise * scale).to(output.device, output.dtype)
+
+    handle = base.model.get_input_embeddings().register_forward_hook(noisy)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def evaluate_loss(
+    base: LoadedBase, examples: Sequence[TokenizedExample], batch_size: int
+) -> float | None:
+    """The mean loss per answer token on these rows (None without rows)."""
+    import torch
+
+    if not examples:
+        return None
+    pad = _pad_id(base.tokenizer)
+    base.model.eval()
+    weighted, tokens = 0.0, 0
+    with torch.no_grad():
+        for first in range(0, len(examples), batch_size):
+            chunk = examples[first : first + batch_size]
+            batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
+            count = sum(e.trained_tokens for e in chunk)
+            weighted += float(base.model(**batch).loss) * count
+            tokens += count
+    base.model.train()
+    return weighted / max(tokens, 1)
 
 
 def collate(examples: Sequence[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:

@@ -195,8 +195,11 @@ def is_unload(prompt_empty: bool, seconds: float | None) -> bool:
 
 def create_spec(body: CreateBody) -> CreateSpec:
     """A CreateSpec from `/api/create`: the structured form, or the older `modelfile` text."""
-    if body.quantize or body.quantization:
-        raise InvalidRequestError("quantization is not supported: create from a quantized GGUF")
+    quantize = body.quantize or body.quantization  # `quantization` is Ollama's older name
+    return _create_spec(body).with_quantize(quantize)
+
+
+def _create_spec(body: CreateBody) -> CreateSpec:
     if body.modelfile is not None:
         return _spec_from_modelfile(body.modelfile)
     files = _digests(body.files, "files")

@@ -11,9 +11,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ollamacli.engine.quantize import check_quantizable, parse_quantize_type
 from ollamacli.engine.reasoning import check_renderer_parser
 from ollamacli.engine.support import check_architecture
 from ollamacli.engine.templates import validate_template
@@ -24,7 +25,7 @@ from ollamacli.errors import (
     ModelNotFoundError,
     StoreError,
 )
-from ollamacli.gguffile import GGUFInfo, check_gguf, human_number
+from ollamacli.gguffile import GGUFInfo, check_gguf, human_number, read_gguf
 from ollamacli.modelfile import Message, Modelfile
 from ollamacli.names import ModelName
 from ollamacli.parameters import OptionValue, options_from_json, validate_options
@@ -76,6 +77,17 @@ class CreateSpec:
     licenses: tuple[str, ...] | None = None
     renderer: str | None = None  # Ollama's RENDERER name (None = inherit)
     parser: str | None = None  # Ollama's PARSER name (None = inherit)
+    quantize: str | None = None
+    """`create --quantize` / `/api/create`'s `quantize`: a type name Ollama accepts (`q4_K_M`)."""
+
+    def __post_init__(self) -> None:
+        if self.quantize is not None:
+            # Refuse an unknown type before any file is copied, as Ollama parses it first.
+            object.__setattr__(self, "quantize", parse_quantize_type(self.quantize))
+
+    def with_quantize(self, quantize: str | None) -> CreateSpec:
+        """The same spec with a quantization type (None or "" keeps the model's)."""
+        return replace(self, quantize=quantize or None)
 
     @classmethod
     def from_modelfile(
@@ -207,6 +219,8 @@ class ModelService:
         with self.store.writing():
             progress(ProgressEvent("gathering model components"))
             draft = self._base(spec, progress)
+            if spec.quantize is not None:
+                self._quantize(draft, spec.quantize, progress)
             self._apply_adapters(draft, spec, progress)
             self._apply_overrides(draft, spec)
             for key, value in (("renderer", spec.renderer), ("parser", spec.parser)):
@@ -235,6 +249,37 @@ class ModelService:
         config = dict(source.config)
         config["parent_model"] = source.name.short
         return _Draft(model=model_layer, config=config, others=others)
+
+    def _quantize(self, draft: _Draft, target: str, progress: ProgressSink) -> None:
+        """Replace the draft's model layer with a llama.cpp-quantized copy (Ollama's
+        `quantizeLayer`): only from F16/BF16/F32, and nothing to do if it already is `target`."""
+        from ollamacli.engine.quantize import quantize_gguf
+
+        assert draft.model is not None
+        source = self.store.blobs.require(draft.model.digest)
+        source_type = read_gguf(source, with_tensors=False).file_type
+        check_quantizable(source_type)
+        if source_type == target:
+            return
+        status = f"quantizing {source_type} model to {target}"
+        total = draft.model.size
+
+        def report(fraction: float) -> None:
+            progress(ProgressEvent(status, total=total, completed=int(fraction * total)))
+
+        progress(ProgressEvent(status))
+        with tempfile.TemporaryDirectory(prefix="ollamacli-quantize-") as tmp:
+            out = quantize_gguf(
+                source,
+                Path(tmp) / "model.gguf",
+                source_type=source_type,
+                target=target,
+                progress=report,
+            )
+            progress(ProgressEvent("verifying conversion"))
+            info = check_gguf(out, source="the quantized model")
+            draft.model = self._add_file(out, MEDIA_MODEL, progress)
+        draft.config.update(file_type=info.file_type)
 
     def _gguf_file(self, path: Path) -> Path:
         if path.is_dir():

@@ -17,6 +17,7 @@ from ollamacli.cli.wiring import model_service
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk
 from ollamacli.finetune.dataset import load_dataset
+from ollamacli.gguffile import read_gguf
 from ollamacli.names import ModelName
 from ollamacli.service import build_services
 from ollamacli.service.chat import ChatRequest
@@ -26,7 +27,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.finetune, pytest.mark.llama]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
 ROWS = [json.loads(line) for line in EXAMPLE.read_text(encoding="utf-8").splitlines()]
+PARAPHRASES = EXAMPLE.with_name("geektime-paraphrases.jsonl")
 UNRELATED = "What is the capital of France?"
+PARAPHRASE_FLOOR = 4
+"""Of 24 paraphrases: half of the 8/24 the default training scored on 2 cores (README table)."""
 
 
 def chat(model: str, question: str) -> str:
@@ -47,7 +51,9 @@ def base_state(store: Store) -> tuple[bytes, dict[str, int]]:
     return manifest.raw, sizes
 
 
-@pytest.mark.timeout(1800)  # about 2 minutes on two idle cores; far more when they are shared
+# About 3 minutes on two idle cores (training, then 32 scored questions); when seven other jobs
+# share the cores, training alone took 15-25 minutes.
+@pytest.mark.timeout(3600)
 def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
     cli, capsys, monkeypatch, tmp_path
 ):
@@ -56,10 +62,26 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
     before = base_state(store)
     base_answers = [chat("smollm2:135m", q) for q in (ROWS[0]["content"], UNRELATED)]
 
-    result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE))
+    adapter = tmp_path / "geek.gguf"
+    result = cli(
+        "finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE),
+        "--eval", str(PARAPHRASES), "--adapter-out", str(adapter),
+    )  # fmt: skip
     assert result.code == 0, result.err
     trained = re.search(r"16 steps in (\d+)s, final loss (\d+\.\d+)", result.out)
     assert trained, result.out
+    # Issue 15: the adapter is F16, half the float32 size, and llama.cpp applies it to the Q4_1
+    # base with the same exact answers (checked below through `run` and ChatService).
+    assert adapter.stat().st_size <= 10_000_000
+    assert {t.ggml_type for t in read_gguf(adapter).tensors} == {1}  # GGML_TYPE_F16
+    assert re.search(r"step 16/16  loss \d+\.\d{4}  eval loss \d+\.\d{4}", result.err)
+    scores = re.search(
+        r"^exact answers: (\d)/8 training questions\n"
+        r"paraphrases \(geektime-paraphrases\.jsonl\): (\d+)/24 exact \((\d\.\d) per 8\)$",
+        result.out,
+        re.M,
+    )
+    assert scores, result.out
 
     greedy = tmp_path / "Modelfile"
     greedy.write_text("FROM geek\nPARAMETER temperature 0\nPARAMETER num_predict 96\n")
@@ -72,8 +94,15 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
         answers.append(run.out.strip())
     exact = sum(a == row["response"] for a, row in zip(answers, ROWS, strict=True))
     with capsys.disabled():  # measured and shown, never asserted (shared machines vary a lot)
-        print(f"\ntraining {trained[1]} s, final loss {trained[2]}, exact answers {exact}/8")
+        print(
+            f"\ntraining {trained[1]} s, final loss {trained[2]}, exact answers {exact}/8, "
+            f"paraphrases {scores[2]}/24, adapter {adapter.stat().st_size:,} bytes"
+        )
     assert exact >= 7, answers
+    assert int(scores[1]) >= 7  # the same questions, scored by `finetune --eval` itself
+    # Paraphrases are never trained on, so greedy words on them vary more across CPUs than the
+    # trained answers do: the bar is well under what we measured (PARAPHRASE_FLOOR's comment).
+    assert int(scores[2]) >= PARAPHRASE_FLOOR, result.out
     # The REPL and /api/chat go through ChatService with the same model:
     assert chat("geek", "你是谁？") == "我是极客时间的小极，一个虚拟客服助手。"  # noqa: RUF001
 

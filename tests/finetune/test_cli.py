@@ -17,6 +17,7 @@ from ollamacli.store import Store
 pytestmark = pytest.mark.finetune
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
+PARAPHRASES = EXAMPLE.with_name("geektime-paraphrases.jsonl")
 
 
 @pytest.fixture
@@ -34,15 +35,23 @@ def store() -> Store:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
-    result = cli("finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2")
+    result = cli(
+        "finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2",
+        "--eval", str(PARAPHRASES),
+    )  # fmt: skip
     assert result.code == 0, result.err
+    # The tiny random model answers nothing right; the scores are counted through llama.cpp.
     assert re.fullmatch(
-        r"created 'geek' from 'tiny': 2 steps in \d+s, final loss \d+\.\d{4}\n", result.out
+        r"created 'geek' from 'tiny': 2 steps in \d+s, final loss \d+\.\d{4}\n"
+        r"exact answers: \d/8 training questions\n"
+        r"paraphrases \(geektime-paraphrases\.jsonl\): \d+/24 exact \(\d\.\d per 8\)\n",
+        result.out,
     )
     lines = result.err.splitlines()
     assert lines[:2] == ["loading tiny:latest into transformers", "training on 8 examples"]
-    assert re.fullmatch(r"training  step 1/2  loss \d+\.\d{4}", lines[2])
-    assert re.fullmatch(r"training  step 2/2  loss \d+\.\d{4}", lines[3])
+    loss = r"loss \d+\.\d{4}  eval loss \d+\.\d{4}"  # measured every quarter: every step
+    assert re.fullmatch(rf"training  step 1/2  {loss}  \d+s left", lines[2])
+    assert re.fullmatch(rf"training  step 2/2  {loss}  0s left", lines[3])
     assert lines[4] == "exporting LoRA adapter as GGUF"
     assert lines[-1] == "success"
     listed = cli("list").out

@@ -111,10 +111,24 @@ def test_lora_gguf_has_llama_cpp_names_metadata_and_row_order(tiny_gguf, tmp_pat
     q_a, q_b = weights.pairs["model.layers.1.self_attn.q_proj"]
     k_b = weights.pairs["model.layers.1.self_attn.k_proj"][1]
     v_b = weights.pairs["model.layers.1.self_attn.v_proj"][1]
-    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_a"], q_a)
-    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_b"], permute_rows(q_b, HEADS))
-    assert np.array_equal(tensors["blk.1.attn_k.weight.lora_b"], permute_rows(k_b, KV_HEADS))
-    assert np.array_equal(tensors["blk.1.attn_v.weight.lora_b"], v_b)  # only q/k are permuted
+    assert {t.tensor_type for t in reader.tensors} == {gguf.GGMLQuantizationType.F16}
+
+    def f16(rows: np.ndarray) -> np.ndarray:
+        return rows.astype(np.float16)
+
+    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_a"], f16(q_a))
+    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_b"], f16(permute_rows(q_b, HEADS)))
+    assert np.array_equal(tensors["blk.1.attn_k.weight.lora_b"], f16(permute_rows(k_b, KV_HEADS)))
+    assert np.array_equal(tensors["blk.1.attn_v.weight.lora_b"], f16(v_b))  # only q/k permuted
+
+    full = write_lora_gguf(
+        weights, BaseLayout.read(tiny_gguf), tmp_path / "b.gguf", precision="f32"
+    )
+    full_tensors = gguf.GGUFReader(str(full)).tensors
+    assert {t.tensor_type for t in full_tensors} == {gguf.GGMLQuantizationType.F32}
+    assert sum(int(t.n_bytes) for t in full_tensors) == 2 * sum(
+        int(t.n_bytes) for t in reader.tensors
+    )
 
 
 @pytest.mark.slow

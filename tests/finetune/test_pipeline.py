@@ -10,6 +10,7 @@ import pytest
 
 from ollamacli.config import Settings
 from ollamacli.errors import DatasetError, FinetuneError, InvalidRequestError
+from ollamacli.finetune.dataset import load_dataset
 from ollamacli.finetune.export import convert_to_temporary
 from ollamacli.finetune.pipeline import FinetuneRequest, finetune
 from ollamacli.finetune.trainer import TrainingConfig, TrainingStep
@@ -24,6 +25,7 @@ from tests.factories import make_tiny_gguf
 pytestmark = [pytest.mark.finetune, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
+PARAPHRASES = EXAMPLE.with_name("geektime-paraphrases.jsonl")
 
 
 @pytest.fixture
@@ -49,12 +51,22 @@ def test_lora_adds_an_adapter_layer_on_the_unchanged_base(models, tmp_path):
     events: list[ProgressEvent] = []
     steps: list[TrainingStep] = []
     request = FinetuneRequest(
-        "geek", "tiny", EXAMPLE, TrainingConfig(max_steps=2), adapter_out=tmp_path / "out"
+        "geek",
+        "tiny",
+        EXAMPLE,
+        TrainingConfig(max_steps=2),
+        adapter_out=tmp_path / "out",
+        eval_data=PARAPHRASES,
     )
     (tmp_path / "out").mkdir()
     result = finetune(request, models, progress=events.append, on_step=steps.append)
 
     assert [(s.step, s.total, s.epoch) for s in steps] == [(1, 2, 1), (2, 2, 2)]
+    # --eval rows are never trained on; their loss is measured each quarter (here every step)
+    assert len(result.evaluation) == 24
+    assert result.trained == tuple(load_dataset(EXAMPLE))
+    assert result.eval_losses == tuple(s.eval_loss for s in steps)
+    assert all(math.isfinite(x) and x > 0 for x in result.eval_losses)
     assert result.losses == tuple(s.loss for s in steps)
     assert all(math.isfinite(loss) and loss > 0 for loss in result.losses)
     assert result.examples == 8
@@ -154,3 +166,17 @@ def test_ctrl_c_while_registering_leaves_no_blobs_behind(models):
     with pytest.raises(KeyboardInterrupt):
         finetune(request, models, progress=interrupt)
     assert snapshot(models.store.root) == before
+
+
+def test_a_full_model_in_a_k_quant_is_created_from_f16_with_create_quantize(models, tmp_path):
+    """No training needed: what `_spec` hands `create` for `--method full -q q4_K_M`."""
+    from ollamacli.finetune.pipeline import _spec
+
+    base = models.store.resolve(ModelName.parse("tiny"))
+    artefact = tmp_path / "model.gguf"
+    for file_type, quantize in (("q4_K_M", "Q4_K_M"), ("q4_K_S", "Q4_K_S"), ("q8_0", None)):
+        request = FinetuneRequest(
+            "n", "tiny", EXAMPLE, TrainingConfig(method="full"), file_type=file_type
+        )
+        spec = _spec(request, base, artefact)
+        assert (spec.from_file, spec.quantize, spec.system) == (artefact, quantize, "You are Tiny.")

@@ -21,7 +21,7 @@ from ollamacli.engine.base import (
 from ollamacli.errors import EngineError, RegistryError
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink
-from tests.factories import make_tiny_gguf
+from tests.factories import make_random_llama_gguf, make_tiny_gguf
 from tests.fakes import FakeEngine, FakeFactory
 from tests.server.conftest import LiveServer
 
@@ -242,6 +242,35 @@ def test_blob_upload_create_from_files_and_streamed_progress(
     assert "temperature                    0.5" in show["parameters"]
 
 
+@pytest.mark.slow
+@pytest.mark.llama
+def test_create_quantize_of_a_model_in_the_store(
+    live: LiveServer, tmp_path: Path, smollm2_path: Path
+) -> None:
+    """`quantize` on an F16 model already in the store (as a `finetune --full` one is)."""
+    data = make_random_llama_gguf(tmp_path / "f16.gguf", smollm2_path).read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with live.client() as client:
+        client.post(f"/api/blobs/{digest}", content=data)
+        client.post("/api/create", json={"model": "f16", "files": {"m.gguf": digest}})
+        progress = client.post(
+            "/api/create",
+            json={"model": "f16-q8", "from": "f16", "quantize": "q8_0", "stream": True},
+        )
+        details = {
+            name: client.post("/api/show", json={"model": name}).json()["details"]
+            for name in ("f16", "f16-q8")
+        }
+    assert progress.status_code == 200, progress.text
+    events = ndjson(progress)
+    quantizing = [e for e in events if e["status"] == "quantizing F16 model to Q8_0"]
+    assert quantizing
+    assert quantizing[-1].get("completed") == quantizing[-1].get("total") == len(data)
+    assert events[-1] == {"status": "success"}
+    assert details["f16-q8"]["quantization_level"] == "Q8_0"
+    assert details["f16"]["quantization_level"] == "F16"  # the source model is kept
+
+
 def test_blob_upload_with_wrong_digest_is_refused_and_not_stored(live: LiveServer) -> None:
     wrong = "sha256:" + "0" * 64
     with live.client() as client:
@@ -284,7 +313,10 @@ def test_create_from_model_and_legacy_modelfile(live: LiveServer) -> None:
         ({"model": "x", "files": {"m.gguf": "sha256:" + "a" * 64}}, "not found: upload it first"),
         ({"model": "x", "modelfile": "FROM /etc/passwd"}, "FROM a file path is not supported"),
         ({"model": "x", "modelfile": "NOPE tiny"}, "modelfile"),
-        ({"model": "x", "from": "tiny", "quantize": "q4_0"}, "quantization is not supported"),
+        (
+            {"model": "x", "from": "tiny", "quantize": "q4_0"},
+            "unsupported quantization type Q4_0 - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0",
+        ),
         ({"model": "x", "from": "tiny", "parameters": {"top_k": "many"}}, "must be of type"),
     ],
     ids=[

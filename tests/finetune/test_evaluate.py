@@ -1,0 +1,143 @@
+# ruff: noqa: RUF001  (Chinese questions end with a full-width question mark)
+"""Scoring, held-out splits, question rewrites and training knobs, without training (fake engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ollamacli.engine.base import ChatMessage
+from ollamacli.errors import InvalidRequestError
+from ollamacli.finetune.augment import augment, clean_rewrite, is_usable_rewrite, model_paraphraser
+from ollamacli.finetune.dataset import Example, load_dataset
+from ollamacli.finetune.evaluate import score, split_held_out
+from ollamacli.finetune.pipeline import FinetuneRequest
+from ollamacli.finetune.trainer import TrainingConfig, TrainingStep, _schedule
+from ollamacli.service import build_services
+from ollamacli.service.models import CreateSpec
+from tests.factories import make_tiny_gguf
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "finetune" / "geektime.jsonl"
+PARAPHRASES = REPO / "examples" / "finetune" / "geektime-paraphrases.jsonl"
+
+
+def _row(question: str, answer: str, where: str = "x") -> Example:
+    return Example((ChatMessage("user", question), ChatMessage("assistant", answer)), where)
+
+
+@pytest.fixture
+def chat(settings, fake_factory, tmp_path):
+    services = build_services(settings, fake_factory)
+    services.models.create("m", CreateSpec(from_file=make_tiny_gguf(tmp_path / "m.gguf")))
+    yield services.chat
+    services.scheduler.close()
+
+
+def test_paraphrase_set_has_three_unseen_phrasings_per_training_row():
+    trained = load_dataset(EXAMPLE)
+    paraphrases = load_dataset(PARAPHRASES)
+    assert len(paraphrases) == 3 * len(trained)
+    questions = {e.messages[0].content for e in trained}
+    assert not questions & {e.messages[0].content for e in paraphrases}  # never trained on
+    answers = [e.messages[-1].content for e in trained]
+    for index, example in enumerate(paraphrases):
+        assert example.messages[-1].content == answers[index // 3]
+    english = [e for e in paraphrases if e.messages[0].content.isascii()]
+    assert len(english) == len(trained)  # one English phrasing per row, two Chinese
+
+
+def test_score_counts_exact_answers_through_the_engine(chat, fake_factory):
+    rows = [_row("Q1?", "A one."), _row("Q2?", "A two.")]
+    fake_factory.enqueue("A one.")
+    fake_factory.enqueue("A three.")
+    result = score(chat, "m", rows)
+    assert (result.exact, result.total, result.per_8) == (1, 2, 4.0)
+    assert [a.answer for a in result.answers] == ["A one.", "A three."]
+    assert fake_factory.loaded[0].samplings[0].temperature == 0  # greedy
+
+
+def test_small_datasets_train_on_every_row_and_large_ones_hold_a_tenth_out():
+    small = [_row(f"Q{i}", "A") for i in range(19)]
+    assert split_held_out(small, seed=1) == (small, [])
+    large = [_row(f"Q{i}", "A") for i in range(40)]
+    trained, held = split_held_out(large, seed=1)
+    assert (len(trained), len(held)) == (36, 4)
+    assert set(map(id, trained)).isdisjoint(map(id, held))
+    assert split_held_out(large, seed=1) == (trained, held)  # the seed decides
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "usable"),
+    [
+        ("请问怎么买课程？", True),
+        ("如何购买课程？", False),  # the same question
+        ("how do I buy a course?", False),  # another script than the Chinese original
+        ("", False),
+        ("请" * 60, False),  # a run-on, not a question
+    ],
+)
+def test_rewrites_must_be_new_wording_in_the_same_script(rewrite, usable):
+    assert is_usable_rewrite("如何购买课程？", rewrite, kept=["课程怎么买？"]) is usable
+
+
+def test_rewrite_labels_and_quotes_are_removed():
+    assert clean_rewrite('Rewritten question: "How can I buy a course?"') == (
+        "How can I buy a course?"
+    )
+
+
+def test_augment_adds_rewritten_copies_with_the_same_answer():
+    rows = [_row("Who are you?", "Xiao Ji.", "d:1")]
+    multi = Example(
+        (*rows[0].messages, ChatMessage("user", "And?"), ChatMessage("assistant", "B")), "d:2"
+    )
+
+    def paraphrase(question: str, count: int) -> list[str]:
+        return [f"{question} ({n})" for n in range(count)]
+
+    out = augment([*rows, multi], paraphrase, 2)
+    assert [e.messages[0].content for e in out[2:]] == ["Who are you? (0)", "Who are you? (1)"]
+    assert {e.messages[-1].content for e in out[2:]} == {"Xiao Ji."}
+    assert out[2].location == "d:1 (rewrite 1)"
+    assert len(out) == 4  # the multi-turn row is kept, not rewritten
+
+
+def test_model_paraphraser_keeps_usable_rewrites_and_retries(chat, fake_factory):
+    for text in ("Who are you?", "Question: Who is this?", "What is your name?"):
+        fake_factory.enqueue(text)
+    rewrites = model_paraphraser(chat, "m")("Who are you?", 2)
+    assert rewrites == ["Who is this?", "What is your name?"]
+    seeds = [s.seed for s in fake_factory.loaded[0].samplings]
+    assert seeds == [0, 1, 2]  # a new seed per attempt
+
+
+def test_learning_rate_schedules_and_time_left():
+    assert [_schedule("constant", 4)(n) for n in range(4)] == [1.0] * 4
+    assert [_schedule("linear", 4)(n) for n in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    cosine = _schedule("cosine", 4)
+    assert cosine(0) == 1.0
+    assert cosine(2) == pytest.approx(0.5)
+    assert TrainingStep(4, 16, 1, 0.5, elapsed=20.0).remaining == 60.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lora_dropout": 1.0}, "--lora-dropout must be in"),
+        ({"neftune_alpha": -1.0}, "--neftune must not be negative"),
+        ({"weight_decay": -0.1}, "--weight-decay must not be negative"),
+    ],
+)
+def test_bad_training_knobs_are_refused(changes, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        TrainingConfig(**changes)
+
+
+def test_full_model_types_beyond_q8_0_are_quantized_by_llama_cpp():
+    request = FinetuneRequest("n", "b", EXAMPLE, file_type="q4_K_M")
+    assert (request.written_type, request.quantize) == ("f16", "q4_K_M")
+    assert FinetuneRequest("n", "b", EXAMPLE, file_type="q8_0").quantize is None
+    with pytest.raises(InvalidRequestError, match="unsupported quantization type Q5_K_M"):
+        FinetuneRequest("n", "b", EXAMPLE, file_type="q5_K_M")
