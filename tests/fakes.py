@@ -15,6 +15,7 @@ from ollamacli.engine.base import (
     SamplingConfig,
     TextChunk,
 )
+from ollamacli.errors import EngineError
 
 LABELLED_JINJA = (
     "{% for m in messages %}"
@@ -71,6 +72,7 @@ class FakeEngine:
         prompt_tokens = self.tokenize(prompt) if isinstance(prompt, str) else prompt
         count = 0
         reason = "stop"
+        matched: str | None = None
         for piece in pieces:
             if cancel is not None and cancel.cancelled:
                 break
@@ -80,6 +82,11 @@ class FakeEngine:
             if self.delay:
                 time.sleep(self.delay)
             count += 1
+            matched = next((stop for stop in sampling.stop if stop in piece), None)
+            if matched is not None:  # a stop string ends the answer (within one piece only)
+                if before := piece[: piece.index(matched)]:
+                    yield TextChunk(before)
+                break
             yield TextChunk(piece)
         yield Completion(
             done_reason=reason,  # type: ignore[arg-type]
@@ -88,6 +95,7 @@ class FakeEngine:
             eval_count=count,
             eval_duration=2000,
             context=tuple(prompt_tokens),
+            stop_sequence=matched,
         )
 
     def embed(self, texts: list[str]) -> list[list[float]]:
@@ -111,5 +119,23 @@ class FakeFactory:
 
     def load(self, config: LoadConfig) -> Engine:
         engine = FakeEngine(config, self.script, delay=self.delay, chat_template=self.chat_template)
+        self.loaded.append(engine)
+        return engine
+
+
+class FailingEngine(FakeEngine):
+    """Writes two tokens, then the engine fails."""
+
+    def generate(
+        self, prompt: str | list[int], sampling: SamplingConfig, cancel: CancelToken | None = None
+    ) -> Iterator[GenerationEvent]:
+        yield TextChunk("one")
+        yield TextChunk(" two")
+        raise EngineError("the engine broke")
+
+
+class FailingFactory(FakeFactory):
+    def load(self, config: LoadConfig) -> FailingEngine:
+        engine = FailingEngine(config)
         self.loaded.append(engine)
         return engine

@@ -91,6 +91,7 @@ class Completion:
     eval_duration: int
     context: tuple[int, ...] = ()  # prompt + answer tokens, for /api/generate's `context`
     truncated: bool = False  # the prompt did not fit in the context and was shortened
+    stop_sequence: str | None = None  # the stop string that ended the answer, if one did
 
 
 GenerationEvent = TextChunk | Completion

@@ -145,6 +145,7 @@ class _Decoded:
     tokens: list[int] = field(default_factory=list)
     reason: DoneReason = "stop"
     duration: int = 0
+    stop_sequence: str | None = None
 
 
 class LlamaCppEngine:
@@ -298,6 +299,7 @@ class LlamaCppEngine:
             eval_duration=decoded.duration,
             context=(*tokens, *decoded.tokens),
             truncated=truncated,
+            stop_sequence=decoded.stop_sequence,
         )
 
     def _check_tokens(self, tokens: list[int]) -> None:
@@ -382,6 +384,7 @@ class LlamaCppEngine:
             if piece:
                 yield TextChunk(piece)
             if text.stopped:
+                decoded.stop_sequence = text.matched
                 break
             if len(decoded.tokens) == limit or llm.n_tokens >= n_ctx:
                 decoded.reason = "length"  # the last token is not evaluated: nothing follows it

@@ -21,6 +21,8 @@ class TextStream:
         self._pending = ""
         self.stopped = False
         """True once a stop string was seen; nothing after it is ever released."""
+        self.matched: str | None = None
+        """The stop string that was seen (the earliest in the text)."""
 
     def push(self, data: bytes) -> str:
         """Add a token's bytes; return the text that is safe to show now (may be empty)."""
@@ -41,11 +43,12 @@ class TextStream:
         if not self._stops:
             self._pending = ""
             return pending
-        found = [i for i in (pending.find(stop) for stop in self._stops) if i >= 0]
+        found = [(i, stop) for stop in self._stops if (i := pending.find(stop)) >= 0]
         if found:
+            at, self.matched = min(found, key=lambda hit: hit[0])
             self.stopped = True
             self._pending = ""
-            return pending[: min(found)]
+            return pending[:at]
         keep = max((_overlap(pending, stop) for stop in self._stops), default=0)
         cut = len(pending) - keep
         self._pending = pending[cut:]

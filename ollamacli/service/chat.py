@@ -31,7 +31,6 @@ from ollamacli.engine.base import (
     Engine,
     SamplingConfig,
     TextChunk,
-    ToolCall,
 )
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.reasoning import ThinkingStyle, output_reader, thinking_style
@@ -56,6 +55,12 @@ from ollamacli.parameters import (
     validate_options,
 )
 from ollamacli.scheduler import Lease, Scheduler
+
+# The stream's event types live in service.events; chat re-exports them for its callers.
+from ollamacli.service.events import ChatDone as ChatDone
+from ollamacli.service.events import ChatEvent as ChatEvent
+from ollamacli.service.events import ThinkingChunk as ThinkingChunk
+from ollamacli.service.events import ToolCallsChunk as ToolCallsChunk
 from ollamacli.service.fitting import Fit, fit_conversation
 from ollamacli.store import ResolvedModel, Store
 
@@ -98,38 +103,6 @@ class GenerateRequest:
     keep_alive: float | None = None
     truncate: bool = True
     think: ThinkValue = None
-
-
-@dataclass(frozen=True, slots=True)
-class ThinkingChunk:
-    """A piece of the reasoning trace, kept apart from the answer."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallsChunk:
-    """Tool calls parsed from the model's output."""
-
-    calls: tuple[ToolCall, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatDone:
-    """The final event of a chat or generate stream (durations in nanoseconds)."""
-
-    done_reason: str
-    total_duration: int = 0
-    load_duration: int = 0
-    prompt_eval_count: int = 0
-    prompt_eval_duration: int = 0
-    eval_count: int = 0
-    eval_duration: int = 0
-    context: tuple[int, ...] = ()
-    truncated: bool = False
-
-
-ChatEvent = TextChunk | ThinkingChunk | ToolCallsChunk | ChatDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +361,7 @@ class ChatService:
                 eval_duration=event.eval_duration,
                 context=event.context if prompt.keep_context else (),
                 truncated=truncated,
+                stop_sequence=event.stop_sequence,
             )
 
     @staticmethod

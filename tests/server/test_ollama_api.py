@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ollamacli import __version__
-from ollamacli.engine.base import (
-    CancelToken,
-    GenerationEvent,
-    LoadConfig,
-    SamplingConfig,
-    TextChunk,
-)
-from ollamacli.errors import EngineError, RegistryError
+from ollamacli.errors import RegistryError
 from ollamacli.names import ModelName
 from ollamacli.progress import ProgressEvent, ProgressSink
 from tests.factories import make_random_llama_gguf, make_tiny_gguf
-from tests.fakes import FakeEngine, FakeFactory
+from tests.fakes import FailingFactory, FakeFactory
 from tests.server.conftest import LiveServer
 
 STATS = {
@@ -440,24 +432,6 @@ def test_wrong_method_is_405(live: LiveServer) -> None:
         response = client.get("/api/chat")
     assert response.status_code == 405
     assert response.json() == {"error": "method not allowed"}
-
-
-class FailingEngine(FakeEngine):
-    """Writes two tokens, then the engine fails."""
-
-    def generate(
-        self, prompt: str | list[int], sampling: SamplingConfig, cancel: CancelToken | None = None
-    ) -> Iterator[GenerationEvent]:
-        yield TextChunk("one")
-        yield TextChunk(" two")
-        raise EngineError("the engine broke")
-
-
-class FailingFactory(FakeFactory):
-    def load(self, config: LoadConfig) -> FailingEngine:
-        engine = FailingEngine(config)
-        self.loaded.append(engine)
-        return engine
 
 
 def test_an_error_after_streaming_started_is_the_last_line(make_server) -> None:
