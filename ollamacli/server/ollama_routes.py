@@ -19,11 +19,11 @@ from ollamacli import __version__
 from ollamacli.errors import BlobNotFoundError, InvalidRequestError, OllamaCliError
 from ollamacli.gguffile import check_gguf, is_gguf
 from ollamacli.names import ModelName
-from ollamacli.progress import ProgressEvent, ProgressSink
+from ollamacli.progress import ProgressSink
 from ollamacli.registry.bundled import find_bundled
 from ollamacli.server import convert, render
-from ollamacli.server.errors import message_for
-from ollamacli.server.render import Answer
+from ollamacli.server.render import OllamaRendering, ProgressRendering
+from ollamacli.server.respond import respond
 from ollamacli.server.schemas import (
     ChatBody,
     CopyBody,
@@ -34,16 +34,8 @@ from ollamacli.server.schemas import (
     ShowBody,
     parse_body,
 )
-from ollamacli.server.state import active_of, services_of
-from ollamacli.server.streaming import (
-    NDJSON,
-    EventStream,
-    ThreadPump,
-    Work,
-    iterate,
-    json_line,
-    with_progress,
-)
+from ollamacli.server.state import services_of
+from ollamacli.server.streaming import NDJSON, iterate, json_line, with_progress
 from ollamacli.service import Services
 from ollamacli.service.chat import ChatDone, ChatEvent
 from ollamacli.service.models import CreateSpec
@@ -51,11 +43,6 @@ from ollamacli.service.show import describe, details
 from ollamacli.store import Digest, Store, parse_digest
 
 router = APIRouter()
-
-
-def ndjson_error(exc: Exception) -> bytes:
-    """The last line of a stream that failed after it started."""
-    return json_line({"error": message_for(exc)})
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -66,21 +53,6 @@ async def root() -> Response:
 @router.api_route("/api/version", methods=["GET", "HEAD"])
 async def version() -> Response:
     return JSONResponse({"version": __version__})
-
-
-async def _answer(
-    request: Request, work: Work[ChatEvent], answer: Answer, stream: bool
-) -> Response:
-    pump = ThreadPump(work, request.receive, active_of(request))
-    try:
-        first = await pump.next_batch()
-        if stream:
-            return EventStream(pump, first, encode=answer.encode, on_error=ndjson_error)
-        rest = await pump.collect()
-    except BaseException:
-        pump.abort()
-        raise
-    return JSONResponse(answer.aggregate([*first, *rest]))
 
 
 def _checked(
@@ -98,7 +70,7 @@ def _checked(
     yield from events()
 
 
-async def _unload(request: Request, model: str, answer: Answer, stream: bool) -> Response:
+async def _unload(request: Request, model: str, answer: OllamaRendering, stream: bool) -> Response:
     services = services_of(request)
     resolved = await run_in_threadpool(services.store.resolve, ModelName.parse(model))
     services.scheduler.unload(resolved.name.short)
@@ -112,7 +84,7 @@ async def _unload(request: Request, model: str, answer: Answer, stream: bool) ->
 async def generate(request: Request) -> Response:
     body = parse_body(await request.body(), GenerateBody)
     req = convert.generate_request(body)
-    answer = Answer(body.model_name, chat=False, with_context=not req.raw)
+    answer = OllamaRendering(body.model_name, chat=False, with_context=not req.raw)
     if convert.is_unload(not req.prompt, req.keep_alive):
         return await _unload(request, req.model, answer, bool(body.stream))
     needs = convert.wanted_capabilities(body)
@@ -122,14 +94,14 @@ async def generate(request: Request) -> Response:
             services, req.model, needs, lambda: services.chat.generate(req, cancel)
         )
     )
-    return await _answer(request, work, answer, bool(body.stream))
+    return await respond(request, work, answer, stream=bool(body.stream))
 
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
     body = parse_body(await request.body(), ChatBody)
     req = convert.chat_request(body)
-    answer = Answer(body.model_name, chat=True)
+    answer = OllamaRendering(body.model_name, chat=True)
     if convert.is_unload(not req.messages, req.keep_alive):
         return await _unload(request, req.model, answer, bool(body.stream))
     needs = convert.wanted_capabilities(body)
@@ -137,25 +109,7 @@ async def chat(request: Request) -> Response:
     work = iterate(
         lambda cancel: _checked(services, req.model, needs, lambda: services.chat.chat(req, cancel))
     )
-    return await _answer(request, work, answer, bool(body.stream))
-
-
-async def _progress(request: Request, work: Work[ProgressEvent], stream: bool) -> Response:
-    pump = ThreadPump(work, request.receive, active_of(request))
-    try:
-        first = await pump.next_batch()
-        if stream:
-            return EventStream(
-                pump,
-                first,
-                encode=lambda event: iter([json_line(event.to_json())]),
-                on_error=ndjson_error,
-            )
-        events = [*first, *await pump.collect()]
-    except BaseException:
-        pump.abort()
-        raise
-    return JSONResponse(events[-1].to_json() if events else {"status": "success"})
+    return await respond(request, work, answer, stream=bool(body.stream))
 
 
 def _check_uploaded(store: Store, spec: CreateSpec) -> None:
@@ -188,7 +142,7 @@ async def create(request: Request) -> Response:
     spec = convert.create_spec(body)
     services = services_of(request)
     work = with_progress(lambda sink: _create(services, name, spec, sink))
-    return await _progress(request, work, bool(body.stream))
+    return await respond(request, work, ProgressRendering(), stream=bool(body.stream))
 
 
 def _pull(services: Services, name: ModelName, insecure: bool, sink: ProgressSink) -> None:
@@ -207,7 +161,7 @@ async def pull(request: Request) -> Response:
     name = ModelName.parse(convert.model_name(body.model_name))
     services = services_of(request)
     work = with_progress(lambda sink: _pull(services, name, bool(body.insecure), sink))
-    return await _progress(request, work, bool(body.stream))
+    return await respond(request, work, ProgressRendering(), stream=bool(body.stream))
 
 
 def _push(services: Services, name: ModelName, insecure: bool, sink: ProgressSink) -> None:
@@ -222,7 +176,7 @@ async def push(request: Request) -> Response:
     name = ModelName.parse(convert.model_name(body.model_name))
     services = services_of(request)
     work = with_progress(lambda sink: _push(services, name, bool(body.insecure), sink))
-    return await _progress(request, work, bool(body.stream))
+    return await respond(request, work, ProgressRendering(), stream=bool(body.stream))
 
 
 def _details(store: Store, name: str) -> dict[str, object]:

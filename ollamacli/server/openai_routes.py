@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from ollamacli.errors import InvalidRequestError
 from ollamacli.names import ModelName
 from ollamacli.server import convert
 from ollamacli.server.errors import message_for, openai_body, status_for
+from ollamacli.server.respond import ChatRendering, respond
 from ollamacli.server.schemas import (
     ChatCompletionBody,
     CompletionBody,
@@ -30,17 +31,10 @@ from ollamacli.server.schemas import (
     decode_json,
     parse_body,
 )
-from ollamacli.server.state import active_of, services_of
-from ollamacli.server.streaming import SSE, EventStream, ThreadPump, Work, iterate, sse_event
-from ollamacli.service.chat import (
-    ChatDone,
-    ChatEvent,
-    ChatRequest,
-    FormatSpec,
-    GenerateRequest,
-    ThinkingChunk,
-    ToolCallsChunk,
-)
+from ollamacli.server.state import services_of
+from ollamacli.server.streaming import iterate, sse_event
+from ollamacli.service.chat import ChatRequest, FormatSpec, GenerateRequest
+from ollamacli.service.events import ChatDone, ChatEvent, ChatReply, ThinkingChunk, ToolCallsChunk
 from ollamacli.store import ManifestEntry
 
 router = APIRouter(prefix="/v1")
@@ -177,16 +171,36 @@ def chat_request(body: ChatCompletionBody) -> ChatRequest:
     )
 
 
-class OpenAIAnswer:
-    """Renders events as OpenAI chat completions (`chat=True`) or text completions."""
+def call_id(call: ToolCall) -> str:
+    """A tool call's id: the model's own, or a fresh `call_<hex>` (OpenAI's clients need one)."""
+    return call.id or f"call_{random.getrandbits(48):012x}"
+
+
+def usage(done: ChatDone) -> dict[str, int]:
+    """OpenAI's token counts."""
+    prompt, completion = done.prompt_eval_count, done.eval_count
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def finish_reason(reply: ChatReply) -> str:
+    """`tool_calls` once the answer called a tool, else `stop` or `length`."""
+    return "tool_calls" if reply.tool_calls else FINISH_REASONS.get(reply.done.done_reason, "stop")
+
+
+class OpenAIRendering(ChatRendering):
+    """Events as OpenAI chat completions (`chat=True`) or text completions."""
 
     def __init__(self, model: str, *, chat: bool, include_usage: bool = False) -> None:
+        super().__init__()
         self.model = model
         self.chat = chat
         self.include_usage = include_usage
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{random.randint(0, 998)}"
         self.created = int(time.time())
-        self.called = False  # tool calls went out: the finish reason is "tool_calls"
 
     def _envelope(self, choices: list[dict[str, object]], *, chunk: bool) -> dict[str, object]:
         kind = "chat.completion" if self.chat else "text_completion"
@@ -217,7 +231,7 @@ class OpenAIAnswer:
             message["tool_calls"] = [
                 {
                     **({"index": i} if chunk else {}),
-                    "id": call.id or f"call_{random.randint(0, 1 << 30):x}",
+                    "id": call_id(call),
                     "type": "function",
                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
                 }
@@ -225,86 +239,44 @@ class OpenAIAnswer:
             ]
         return {"index": 0, "delta" if chunk else "message": message, "finish_reason": reason}
 
-    @staticmethod
-    def usage(done: ChatDone) -> dict[str, int]:
-        prompt, completion = done.prompt_eval_count, done.eval_count
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
+    def _chunk(self, text: str, calls: tuple[ToolCall, ...], reason: str | None) -> bytes:
+        return sse_event(
+            self._envelope([self._choice(text, calls, reason, chunk=True)], chunk=True)
+        )
 
-    def encode(self, event: ChatEvent) -> Iterator[bytes]:
+    def stream(self, event: ChatEvent) -> Iterator[bytes]:
         """SSE events for one chat event."""
         if isinstance(event, TextChunk):
             if event.text:
-                yield sse_event(
-                    self._envelope([self._choice(event.text, (), None, chunk=True)], chunk=True)
-                )
-            return
-        if isinstance(event, ThinkingChunk):
+                yield self._chunk(event.text, (), None)
+        elif isinstance(event, ThinkingChunk):
             if event.text and self.chat:
                 choice = self._choice("", (), None, chunk=True, reasoning=event.text)
                 yield sse_event(self._envelope([choice], chunk=True))
-            return
-        if isinstance(event, ToolCallsChunk):
-            self.called = True
-            yield sse_event(
-                self._envelope([self._choice("", event.calls, None, chunk=True)], chunk=True)
-            )
-            return
-        reason = "tool_calls" if self.called else FINISH_REASONS.get(event.done_reason, "stop")
-        yield sse_event(self._envelope([self._choice("", (), reason, chunk=True)], chunk=True))
-        if self.include_usage:
-            yield sse_event({**self._envelope([], chunk=True), "usage": self.usage(event)})
+        elif isinstance(event, ToolCallsChunk):
+            yield self._chunk("", event.calls, None)
+        else:
+            yield self._chunk("", (), finish_reason(self.folder.reply()))
+            if self.include_usage:
+                yield sse_event({**self._envelope([], chunk=True), "usage": usage(event)})
 
-    def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
+    def trailer(self) -> bytes:
+        return sse_event("[DONE]")
+
+    def error(self, exc: Exception) -> bytes:
+        """An error after the stream started, as an SSE event in OpenAI's shape."""
+        return sse_event(openai_body(message_for(exc), status_for(exc)))
+
+    def render(self, reply: ChatReply) -> dict[str, object]:
         """The non-streamed response."""
-        texts: list[str] = []
-        thinking: list[str] = []
-        calls: list[ToolCall] = []
-        done = ChatDone(done_reason="stop")
-        for event in events:
-            if isinstance(event, TextChunk):
-                texts.append(event.text)
-            elif isinstance(event, ThinkingChunk):
-                thinking.append(event.text)
-            elif isinstance(event, ToolCallsChunk):
-                calls.extend(event.calls)
-            else:
-                done = event
-        reason = "tool_calls" if calls else FINISH_REASONS.get(done.done_reason, "stop")
         choice = self._choice(
-            "".join(texts), tuple(calls), reason, chunk=False, reasoning="".join(thinking)
+            reply.text,
+            reply.tool_calls,
+            finish_reason(reply),
+            chunk=False,
+            reasoning=reply.thinking,
         )
-        return {**self._envelope([choice], chunk=False), "usage": self.usage(done)}
-
-
-def sse_error(exc: Exception) -> bytes:
-    """An error after the stream started, as an SSE event in OpenAI's shape."""
-    return sse_event(openai_body(message_for(exc), status_for(exc)))
-
-
-async def _respond(
-    request: Request, work: Work[ChatEvent], completion: OpenAIAnswer, stream: bool
-) -> Response:
-    pump = ThreadPump(work, request.receive, active_of(request))
-    try:
-        first = await pump.next_batch()
-        if stream:
-            return EventStream(
-                pump,
-                first,
-                encode=completion.encode,
-                on_error=sse_error,
-                media_type=SSE,
-                trailer=lambda: sse_event("[DONE]"),
-            )
-        rest = await pump.collect()
-    except BaseException:
-        pump.abort()
-        raise
-    return JSONResponse(completion.aggregate([*first, *rest]))
+        return {**self._envelope([choice], chunk=False), "usage": usage(reply.done)}
 
 
 @router.post("/chat/completions")
@@ -312,11 +284,10 @@ async def chat_completions(request: Request) -> Response:
     body = parse_body(await request.body(), ChatCompletionBody)
     req = chat_request(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    completion = OpenAIAnswer(body.model, chat=True, include_usage=include_usage)
+    completion = OpenAIRendering(body.model, chat=True, include_usage=include_usage)
     chat = services_of(request).chat
-    return await _respond(
-        request, iterate(lambda c: chat.chat(req, c)), completion, bool(body.stream)
-    )
+    work = iterate(lambda cancel: chat.chat(req, cancel))
+    return await respond(request, work, completion, stream=bool(body.stream))
 
 
 @router.post("/completions")
@@ -330,11 +301,10 @@ async def completions(request: Request) -> Response:
         options=convert.options(_options(body, body.max_tokens)),
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    completion = OpenAIAnswer(body.model, chat=False, include_usage=include_usage)
+    completion = OpenAIRendering(body.model, chat=False, include_usage=include_usage)
     chat = services_of(request).chat
-    return await _respond(
-        request, iterate(lambda c: chat.generate(req, c)), completion, bool(body.stream)
-    )
+    work = iterate(lambda cancel: chat.generate(req, cancel))
+    return await respond(request, work, completion, stream=bool(body.stream))
 
 
 def _model_json(entry: ManifestEntry) -> dict[str, object]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 
 from ollamacli.engine.base import TextChunk, ToolCall
 from ollamacli.gguffile import ArraySummary
 from ollamacli.parameters import OptionValue
+from ollamacli.progress import ProgressEvent
 from ollamacli.scheduler import LoadedInfo
-from ollamacli.server.streaming import json_line
-from ollamacli.service.chat import ChatDone, ChatEvent, ThinkingChunk, ToolCallsChunk
+from ollamacli.server.errors import message_for
+from ollamacli.server.respond import ChatRendering
+from ollamacli.server.streaming import NDJSON, json_line
+from ollamacli.service.events import ChatDone, ChatEvent, ChatReply, ThinkingChunk, ToolCallsChunk
 from ollamacli.service.show import ModelInfo
 from ollamacli.store import ManifestEntry
 
@@ -57,10 +60,13 @@ def tool_calls_json(calls: Iterable[ToolCall]) -> list[dict[str, object]]:
     return rendered
 
 
-class Answer:
-    """Turns a chat/generate event stream into Ollama chunks, or one aggregated object."""
+class OllamaRendering(ChatRendering):
+    """Chat/generate events as Ollama's NDJSON chunks, or one aggregated object."""
+
+    media_type = NDJSON
 
     def __init__(self, model: str, *, chat: bool, with_context: bool = True) -> None:
+        super().__init__()
         self.model = model
         self.chat = chat
         self.with_context = with_context
@@ -92,11 +98,15 @@ class Answer:
             return {**self._base("", event.calls), "done": False}
         return self.final(event, "")
 
-    def encode(self, event: ChatEvent) -> Iterator[bytes]:
+    def stream(self, event: ChatEvent) -> Iterator[bytes]:
         """NDJSON bytes for one event."""
         data = self.chunk(event)
         if data is not None:
             yield json_line(data)
+
+    def error(self, exc: Exception) -> bytes:
+        """The last line of a stream that failed after it started."""
+        return ndjson_error(exc)
 
     def final(
         self, done: ChatDone, text: str, calls: tuple[ToolCall, ...] = (), thinking: str = ""
@@ -113,22 +123,32 @@ class Answer:
                 data[name] = value
         return data
 
-    def aggregate(self, events: Iterable[ChatEvent]) -> dict[str, object]:
+    def render(self, reply: ChatReply) -> dict[str, object]:
         """The single object of a non-streamed answer."""
-        texts: list[str] = []
-        thinking: list[str] = []
-        calls: list[ToolCall] = []
-        done = ChatDone(done_reason="stop")
-        for event in events:
-            if isinstance(event, TextChunk):
-                texts.append(event.text)
-            elif isinstance(event, ThinkingChunk):
-                thinking.append(event.text)
-            elif isinstance(event, ToolCallsChunk):
-                calls.extend(event.calls)
-            else:
-                done = event
-        return self.final(done, "".join(texts), tuple(calls), "".join(thinking))
+        return self.final(reply.done, reply.text, reply.tool_calls, reply.thinking)
+
+
+class ProgressRendering:
+    """Progress events (pull, push, create) as NDJSON, or the last one alone."""
+
+    media_type = NDJSON
+
+    def encode(self, item: ProgressEvent) -> Iterator[bytes]:
+        yield json_line(item.to_json())
+
+    def error(self, exc: Exception) -> bytes:
+        return ndjson_error(exc)
+
+    def trailer(self) -> bytes:
+        return b""
+
+    def whole(self, items: Sequence[ProgressEvent]) -> dict[str, object]:
+        return items[-1].to_json() if items else {"status": "success"}
+
+
+def ndjson_error(exc: Exception) -> bytes:
+    """The last line of an NDJSON stream that failed after it started."""
+    return json_line({"error": message_for(exc)})
 
 
 def _go_value(value: OptionValue | str) -> str:

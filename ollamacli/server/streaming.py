@@ -15,8 +15,8 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -29,6 +29,7 @@ from ollamacli.server import requestlog
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 
@@ -45,10 +46,37 @@ def json_line(data: dict[str, object]) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def sse_event(data: dict[str, object] | str) -> bytes:
-    """One server-sent event carrying JSON (or the literal `[DONE]`)."""
+def sse_event(data: dict[str, object] | str, event: str | None = None) -> bytes:
+    """One server-sent event carrying JSON (or the literal `[DONE]`), named when `event` is
+    given (the Responses and Messages APIs name theirs after the payload's `type`)."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {text}\n\n".encode()
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {text}\n\n".encode()
+
+
+class Rendering(Protocol[T_contra]):
+    """How one request's items go out: streamed one by one, or as one whole JSON object."""
+
+    @property
+    def media_type(self) -> str:
+        """The streamed body's content type."""
+        ...
+
+    def encode(self, item: T_contra) -> Iterator[bytes]:
+        """The streamed bytes for one item (nothing, or several events)."""
+        ...
+
+    def error(self, exc: Exception) -> bytes:
+        """The last bytes of a stream that failed after it started."""
+        ...
+
+    def trailer(self) -> bytes:
+        """What ends a stream that finished (b"" for nothing)."""
+        ...
+
+    def whole(self, items: Sequence[T_contra]) -> dict[str, object]:
+        """The non-streamed answer, from every item."""
+        ...
 
 
 class ActiveRequests:
@@ -201,26 +229,16 @@ class ThreadPump(Generic[T]):
 
 
 class EventStream(Response, Generic[T]):
-    """A streaming response fed by a ThreadPump: one encoded chunk per item, then a trailer."""
+    """A streaming response fed by a ThreadPump: the rendering's bytes per item, then its
+    trailer (or its error, when the work fails after the stream started)."""
 
-    def __init__(
-        self,
-        pump: ThreadPump[T],
-        first: list[T],
-        *,
-        encode: Callable[[T], Iterator[bytes]],
-        on_error: Callable[[Exception], bytes],
-        media_type: str = NDJSON,
-        trailer: Callable[[], bytes] | None = None,
-    ) -> None:
-        super().__init__(status_code=200, media_type=media_type)
+    def __init__(self, pump: ThreadPump[T], first: list[T], rendering: Rendering[T]) -> None:
+        super().__init__(status_code=200, media_type=rendering.media_type)
         # Response.__init__ declares "content-length: 0" for an empty body; this one streams.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.pump = pump
         self.first = first
-        self.encode = encode
-        self.on_error = on_error
-        self.trailer = trailer
+        self.rendering = rendering
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -235,7 +253,7 @@ class EventStream(Response, Generic[T]):
     async def _send_items(self, send: Send) -> None:
         batch = self.first
         while batch:
-            body = b"".join(chunk for item in batch for chunk in self.encode(item))
+            body = b"".join(chunk for item in batch for chunk in self.rendering.encode(item))
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             try:
@@ -243,9 +261,9 @@ class EventStream(Response, Generic[T]):
             except Exception as exc:
                 if not isinstance(exc, OllamaCliError):
                     logger.exception("error while streaming a response")
-                await send(
-                    {"type": "http.response.body", "body": self.on_error(exc), "more_body": True}
-                )
+                error = self.rendering.error(exc)
+                await send({"type": "http.response.body", "body": error, "more_body": True})
                 return
-        if self.trailer is not None:
-            await send({"type": "http.response.body", "body": self.trailer(), "more_body": True})
+        trailer = self.rendering.trailer()
+        if trailer:
+            await send({"type": "http.response.body", "body": trailer, "more_body": True})
