@@ -25,13 +25,16 @@ from starlette.responses import JSONResponse, Response
 from ollamacli import __version__
 from ollamacli.config import HostAddress, Settings
 from ollamacli.errors import OllamaCliError, ServeError
-from ollamacli.server import embeddings, metrics, ollama_routes, openai_routes, requestlog
-from ollamacli.server.errors import (
-    message_for,
-    ollama_body,
-    openai_body,
-    status_for,
+from ollamacli.server import (
+    embeddings,
+    messages,
+    metrics,
+    ollama_routes,
+    openai_routes,
+    requestlog,
+    responses,
 )
+from ollamacli.server.errors import error_body, message_for, status_for
 from ollamacli.server.middleware import ApiKey, BodyLimit, CatchAll, Cors, HostGuard
 from ollamacli.server.streaming import ActiveRequests
 from ollamacli.service import Services
@@ -40,9 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def _error(request: Request, message: str, status: int) -> Response:
-    is_openai = request.url.path.startswith("/v1/")
-    body = openai_body(message, status) if is_openai else ollama_body(message)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_body(request.url.path, message, status), status_code=status)
 
 
 async def _known_error(request: Request, exc: Exception) -> Response:
@@ -95,6 +96,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(embeddings.router)
     app.include_router(metrics.router)
+    app.include_router(responses.router)
+    app.include_router(messages.router)
     app.add_exception_handler(OllamaCliError, _known_error)
     app.add_exception_handler(OSError, _known_error)  # one line, no path (see server.errors)
     app.add_exception_handler(StarletteHTTPException, _http_error)

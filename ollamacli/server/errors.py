@@ -2,7 +2,8 @@
 
 One table, looked up along the exception's class hierarchy (the most specific entry wins), so
 no handler inspects message text. Ollama answers `{"error": "<message>"}`; the `/v1` routes
-answer OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+answer OpenAI's `{"error": {"message", "type", "param", "code"}}`, except Anthropic's
+`/v1/messages`, which answers `{"type": "error", "error": {"type", "message"}}`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ OPENAI_TYPES: dict[int, str] = {
 }
 
 
+# Anthropic's error types (docs.anthropic.com/en/api/errors), as Ollama's anthropic.NewError.
+ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+ANTHROPIC_PATH = "/v1/messages"
+
+
 def _translated(exc: Exception) -> Exception:
     """A file-system failure the core did not translate, as a `StoreError` (no path in it)."""
     if isinstance(exc, OSError):
@@ -121,3 +136,18 @@ def openai_body(message: str, status: int) -> dict[str, object]:
     """OpenAI's error object."""
     kind = OPENAI_TYPES.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def anthropic_body(message: str, status: int) -> dict[str, object]:
+    """Anthropic's error object."""
+    kind = ANTHROPIC_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_body(path: str, message: str, status: int) -> dict[str, object]:
+    """The error shape of the API the path belongs to."""
+    if path == ANTHROPIC_PATH or path.startswith(f"{ANTHROPIC_PATH}/"):
+        return anthropic_body(message, status)
+    if path.startswith("/v1/"):
+        return openai_body(message, status)
+    return ollama_body(message)

@@ -21,7 +21,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ollamacli.errors import RequestTooLargeError
-from ollamacli.server.errors import INTERNAL_ERROR, message_for, ollama_body, openai_body
+from ollamacli.server import errors
+from ollamacli.server.errors import INTERNAL_ERROR, message_for
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ ALLOWED_HEADERS = (
     "x-stainless-arch, x-stainless-async, x-stainless-custom-poll-interval, "
     "x-stainless-helper-method, x-stainless-lang, x-stainless-os, x-stainless-package-version, "
     "x-stainless-poll-helper, x-stainless-retry-count, x-stainless-runtime, "
-    "x-stainless-runtime-version, x-stainless-timeout"
+    "x-stainless-runtime-version, x-stainless-timeout, "
+    # Anthropic's SDK (its browser mode included) for /v1/messages
+    "x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access"
 )
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
@@ -79,10 +82,8 @@ async def send_json(
 
 
 def error_body(scope: Scope, message: str, status: int) -> dict[str, object]:
-    """Ollama's error shape, or OpenAI's under /v1."""
-    if str(scope.get("path", "")).startswith("/v1/"):
-        return openai_body(message, status)
-    return ollama_body(message)
+    """The error shape of the API the request is for (Ollama's, OpenAI's, Anthropic's)."""
+    return errors.error_body(str(scope.get("path", "")), message, status)
 
 
 class CatchAll:
@@ -210,7 +211,10 @@ async def _preflight(send: Send, cors: list[tuple[bytes, bytes]]) -> None:
 
 
 class ApiKey:
-    """With OLLAMACLI_API_KEY set, every request needs `Authorization: Bearer <key>` (401)."""
+    """With OLLAMACLI_API_KEY set, every request needs `Authorization: Bearer <key>` (401).
+
+    `x-api-key: <key>` counts the same: it is how Anthropic's clients send their key.
+    """
 
     def __init__(self, app: ASGIApp, *, key: str | None) -> None:
         self.app = app
@@ -228,12 +232,23 @@ class ApiKey:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
+        return any(self._matches(token) for token in _offered_keys(scope))
+
+    def _matches(self, token: str) -> bool:
         assert self.key is not None
-        value = header(scope, b"authorization") or ""
-        scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer":
-            return False
         return hmac.compare_digest(token.strip().encode("latin-1", "replace"), self.key)
+
+
+def _offered_keys(scope: Scope) -> list[str]:
+    """The keys a request offers: a Bearer token and/or an `x-api-key` header."""
+    keys = []
+    scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
+    if scheme.lower() == "bearer":
+        keys.append(token)
+    api_key = header(scope, b"x-api-key")
+    if api_key is not None:
+        keys.append(api_key)
+    return keys
 
 
 class BodyLimit:

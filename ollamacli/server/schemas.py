@@ -18,12 +18,14 @@ from typing import Annotated, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     JsonValue,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    Tag,
     ValidationError,
 )
 
@@ -209,6 +211,135 @@ class CompletionBody(_OpenAISampling):
     suffix: StrictStr | None = None
 
 
+class ResponsesMessageItem(Body):
+    """An input message: `content` is a string or `input_text`/`output_text` parts."""
+
+    type: StrictStr | None = None  # "message", or left out with a `role` (the shorthand)
+    role: StrictStr
+    content: StrictStr | list[ContentPart]
+
+
+class ResponsesFunctionCallItem(Body):
+    """A function call the model made earlier, sent back as history."""
+
+    type: StrictStr
+    call_id: StrictStr
+    name: StrictStr
+    arguments: StrictStr = ""
+    id: StrictStr | None = None
+
+
+class ResponsesFunctionCallOutputItem(Body):
+    """The result of a function call, for the model to read."""
+
+    type: StrictStr
+    call_id: StrictStr
+    output: StrictStr | list[ContentPart]
+
+
+class ResponsesReasoningItem(Body):
+    """Reasoning sent back as history (accepted; not given to the model)."""
+
+    type: StrictStr
+
+
+def _item_kind(value: object) -> str | None:
+    """An input item's `type`; a message may leave it out and give only `role`."""
+    if isinstance(value, dict):
+        kind = value.get("type") or ("message" if "role" in value else None)
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "type", None) or "message"
+
+
+ResponsesItem = Annotated[
+    Annotated[ResponsesMessageItem, Tag("message")]
+    | Annotated[ResponsesFunctionCallItem, Tag("function_call")]
+    | Annotated[ResponsesFunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ResponsesReasoningItem, Tag("reasoning")],
+    Discriminator(_item_kind),
+]
+
+
+class ResponsesTextFormat(Body):
+    type: StrictStr
+    name: StrictStr | None = None
+    schema_: JsonObject | None = Field(default=None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponsesText(Body):
+    format: ResponsesTextFormat | None = None
+
+
+class ResponsesBody(Body):
+    """OpenAI's Responses API request (`/v1/responses`)."""
+
+    model: StrictStr
+    input: StrictStr | list[ResponsesItem]
+    instructions: StrictStr | None = None
+    max_output_tokens: StrictInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    text: ResponsesText | None = None
+    tools: list[JsonObject] | None = None
+    tool_choice: ToolChoiceValue | None = None
+    stream: StrictBool | None = None
+    truncation: StrictStr | None = None
+    reasoning: JsonObject | None = None  # echoed back; thinking is not wired to it yet
+    previous_response_id: StrictStr | None = None
+    background: StrictBool | None = None
+    metadata: JsonObject | None = None
+
+
+class AnthropicBlock(Body):
+    """One content block: text, tool_use, tool_result (others are checked by the route)."""
+
+    type: StrictStr
+    text: StrictStr | None = None
+    id: StrictStr | None = None
+    name: StrictStr | None = None
+    input: JsonObject | None = None
+    tool_use_id: StrictStr | None = None
+    content: StrictStr | list[JsonObject] | None = None
+    is_error: StrictBool | None = None
+
+
+class AnthropicMessage(Body):
+    role: StrictStr
+    content: StrictStr | list[AnthropicBlock]
+
+
+class AnthropicTool(Body):
+    type: StrictStr | None = None
+    name: StrictStr
+    description: StrictStr | None = None
+    input_schema: JsonObject | None = None
+
+
+class AnthropicToolChoice(Body):
+    type: StrictStr
+    name: StrictStr | None = None
+    disable_parallel_tool_use: StrictBool | None = None
+
+
+class MessagesBody(Body):
+    """Anthropic's Messages API request (`/v1/messages`)."""
+
+    model: StrictStr
+    max_tokens: StrictInt
+    messages: list[AnthropicMessage]
+    system: StrictStr | list[AnthropicBlock] | None = None
+    stream: StrictBool | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    top_k: StrictInt | None = None
+    stop_sequences: list[StrictStr] | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+    thinking: JsonObject | None = None  # accepted; thinking is not wired to it yet
+    metadata: JsonObject | None = None
+
+
 B = TypeVar("B", bound=Body)
 
 
@@ -278,7 +409,19 @@ def parse_body(raw: bytes, schema: type[B]) -> B:
         raise InvalidRequestError("request body is nested too deeply") from None
 
 
+# Location parts pydantic adds for the members of a union: type labels, not field names.
+_UNION_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list"})
+
+
 def _describe(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
+    """The most specific failure: of a union's members, the one that got furthest (a list
+    item's missing field says more than "not a string")."""
+    errors = exc.errors(include_url=False)
+    first = max(errors, key=lambda error: len(error["loc"]))  # the earliest of the deepest
+    parts = [
+        str(part)
+        for part in first["loc"]
+        if not (isinstance(part, str) and ("[" in part or part in _UNION_LABELS))
+    ]
+    where = ".".join(parts) or "body"
     return f'invalid value for "{where}": {first["msg"]}'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -147,3 +149,19 @@ def oai(live: LiveServer) -> Iterator[openai.OpenAI]:
     """The official `openai` client, pointed at `live`'s /v1."""
     with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as client:
         yield client
+
+
+def named_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """The (event name, JSON data) of every server-sent event of a streamed response; each
+    event's name must be the `type` of its data (the Responses and Messages APIs' rule)."""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = []
+    for block in response.text.split("\n\n"):
+        if not block.strip():
+            continue
+        head, data = block.split("\n")
+        name = head.removeprefix("event: ")
+        payload = json.loads(data.removeprefix("data: "))
+        assert payload["type"] == name
+        events.append((name, payload))
+    return events
