@@ -66,6 +66,13 @@ def test_held_back_prefix_is_released_at_the_end():
 def test_earliest_of_several_stops_wins():
     stream = TextStream(["b", "cd"])
     assert "".join(_feed(stream, [b"a c", b"d b"])) == "a "
+    assert stream.matched == "cd"  # the stop string that ended it is reported
+
+
+def test_no_stop_string_matched_without_a_stop():
+    stream = TextStream(["zz"])
+    assert "".join(_feed(stream, [b"a z", b"b"])) == "a zb"
+    assert stream.matched is None
 
 
 def test_nothing_after_a_stop_is_released():

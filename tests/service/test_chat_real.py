@@ -123,6 +123,7 @@ def test_a_stop_option_cuts_the_answer_before_it(services):
     )
     assert "".join(chunks) == full[: full.index(stop)]
     assert done.done_reason == "stop"
+    assert done.stop_sequence == stop
 
 
 def test_format_json_through_generate_parses(services):
