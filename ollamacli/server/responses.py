@@ -286,7 +286,8 @@ class ResponsesRendering(ChatRendering):
             yield self._event("response.created", response=self._response("in_progress"))
             yield self._event("response.in_progress", response=self._response("in_progress"))
         if isinstance(event, TextChunk):
-            if event.text:
+            # The message is output item 0: the chat service sends text before calls only.
+            if event.text and not self.call_ids:
                 yield from self._open_message()
                 yield self._text_event("response.output_text.delta", delta=event.text)
         elif isinstance(event, ToolCallsChunk):
