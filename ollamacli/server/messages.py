@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -39,10 +40,16 @@ from ollamacli.service.chat import ChatRequest
 from ollamacli.service.events import ChatEvent, ChatReply, ToolCallsChunk
 
 router = APIRouter(prefix="/v1")
+ToolMode = Literal["auto", "none", "required"]
 
 # Blocks the model would need to see but cannot: refused rather than silently dropped.
 _UNSUPPORTED = ("image", "document")
-_CHOICES = {"auto": "auto", "any": "required", "tool": "required", "none": "none"}
+_CHOICES: dict[str, ToolMode] = {
+    "auto": "auto",
+    "any": "required",
+    "tool": "required",
+    "none": "none",
+}
 
 
 def _refuse(kind: str) -> None:
@@ -133,7 +140,7 @@ def _tool_choice(choice: AnthropicToolChoice | None) -> ToolChoice:
             '{"type": "tool", "name": ...}',
         )
     name = choice.name if choice.type == "tool" else None
-    return ToolChoice(mode, name)  # type: ignore[arg-type]  # _CHOICES holds only the modes
+    return ToolChoice(mode, name)
 
 
 def chat_request(body: MessagesBody) -> ChatRequest:
