@@ -349,3 +349,18 @@ def test_the_anthropic_client_creates_and_streams_messages(
         "type": "error",
         "error": {"type": "not_found_error", "message": "model 'ghost:latest' not found"},
     }
+
+
+def test_browsers_may_send_anthropics_headers(live: LiveServer) -> None:
+    with live.client() as client:
+        preflight = client.options(
+            "/v1/messages",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key, anthropic-version",
+            },
+        )
+    assert preflight.status_code == 204
+    allowed = preflight.headers["access-control-allow-headers"]
+    assert {"x-api-key", "anthropic-version"} <= {name.strip() for name in allowed.split(",")}
