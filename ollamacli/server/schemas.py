@@ -1,4 +1,4 @@
-"""Request bodies of the Ollama and OpenAI APIs (pydantic lives only at this boundary).
+"""Request bodies of the Ollama, OpenAI and Anthropic APIs (pydantic lives only at this edge).
 
 Field names are the APIs' own. Types are strict, as Go's JSON decoder is: a number where a
 string belongs is a 400, not a silent conversion. `null` means "not given" everywhere.
