@@ -37,7 +37,7 @@ from ollamacli.server.schemas import (
 from ollamacli.server.state import services_of
 from ollamacli.server.streaming import iterate, sse_event
 from ollamacli.service.chat import ChatRequest
-from ollamacli.service.events import ChatEvent, ChatReply, ToolCallsChunk
+from ollamacli.service.events import ChatEvent, ChatReply, ThinkingChunk, ToolCallsChunk
 
 router = APIRouter(prefix="/v1")
 ToolMode = Literal["auto", "none", "required"]
@@ -249,6 +249,8 @@ class MessagesRendering(ChatRendering):
         if isinstance(event, TextChunk):
             if event.text:
                 yield from self._text(event.text)
+        elif isinstance(event, ThinkingChunk):
+            return  # the trace is not shown on this route yet (a thinking block would go here)
         elif isinstance(event, ToolCallsChunk):
             yield from self._tool_blocks(event.calls)
         else:

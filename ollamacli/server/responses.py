@@ -44,7 +44,7 @@ from ollamacli.server.schemas import (
 from ollamacli.server.state import services_of
 from ollamacli.server.streaming import iterate, sse_event
 from ollamacli.service.chat import ChatRequest, FormatSpec
-from ollamacli.service.events import ChatEvent, ChatReply, ToolCallsChunk
+from ollamacli.service.events import ChatEvent, ChatReply, ThinkingChunk, ToolCallsChunk
 
 router = APIRouter(prefix="/v1")
 
@@ -290,6 +290,8 @@ class ResponsesRendering(ChatRendering):
             if event.text and not self.call_ids:
                 yield from self._open_message()
                 yield self._text_event("response.output_text.delta", delta=event.text)
+        elif isinstance(event, ThinkingChunk):
+            return  # the trace is not shown on this route yet (a reasoning item would go here)
         elif isinstance(event, ToolCallsChunk):
             yield from self._close_message()
             yield from self._calls(event.calls)
