@@ -152,3 +152,25 @@ def test_show_lists_thinking_only_where_a_parser_reads_the_model(
         tiny = client.post("/api/show", json={"model": "tiny"}).json()
     assert "thinking" in thinker["capabilities"]
     assert "thinking" not in tiny["capabilities"]
+
+
+def test_responses_and_messages_keep_the_trace_out_of_the_answer(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_thinker(live, tmp_path)
+    for _ in range(4):
+        fake_factory.enqueue("I should", " answer.</think>", "\n\nBecause.")
+    with live.client() as client:
+        responses = [
+            client.post("/v1/responses", json={"model": "thinker", "input": "Why?", "stream": s})
+            for s in (False, True)
+        ]
+        body = {"model": "thinker", "max_tokens": 20, "messages": ASK}
+        messages = [client.post("/v1/messages", json={**body, "stream": s}) for s in (False, True)]
+    assert responses[0].json()["output"][0]["content"][0]["text"].strip() == "Because."
+    streamed = [json.loads(b.split("data: ")[1]) for b in responses[1].text.split("\n\n") if b]
+    assert streamed[-1]["type"] == "response.completed"
+    assert streamed[-1]["response"]["output"][0]["content"][0]["text"].strip() == "Because."
+    assert messages[0].json()["content"][0]["text"].strip() == "Because."
+    assert messages[1].text.rstrip().endswith('data: {"type": "message_stop"}')
+    assert "I should" not in messages[1].text
