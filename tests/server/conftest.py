@@ -151,6 +151,18 @@ def oai(live: LiveServer) -> Iterator[openai.OpenAI]:
         yield client
 
 
+def ndjson_lines(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON objects of an NDJSON response, one a line."""
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+def sse_events(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON data of an OpenAI-style event stream, which must end with `[DONE]`."""
+    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
 def named_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
     """The (event name, JSON data) of every server-sent event of a streamed response; each
     event's name must be the `type` of its data (the Responses and Messages APIs' rule)."""

@@ -23,6 +23,7 @@ import ollama
 import pytest
 from pydantic import BaseModel
 
+from tests.factories import WEATHER_TOOL
 from tests.server.conftest import free_port, start_serve
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow]
@@ -245,18 +246,7 @@ def test_litellm_structured_output(served: Served, litellm: Any, provider: str) 
 
 @litellm_noise
 def test_litellm_tools_and_embeddings(served: Served, litellm: Any) -> None:
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather for a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
+    tool = WEATHER_TOOL
     response = litellm.completion(
         model=f"ollama_chat/{MODEL}",
         api_base=served.url,

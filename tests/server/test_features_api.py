@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ollamacli.server.openai_routes import chat_request
@@ -21,21 +20,11 @@ from ollamacli.server.schemas import ChatCompletionBody
 from ollamacli.service.models import CreateSpec
 from tests.factories import WEATHER_TOOL
 from tests.fakes import FakeFactory
-from tests.server.conftest import LiveServer
+from tests.server.conftest import LiveServer, ndjson_lines, sse_events
 
 WEATHER = WEATHER_TOOL
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
-
-
-def lines(response: httpx.Response) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in response.text.splitlines() if line]
-
-
-def sse(response: httpx.Response) -> list[dict[str, Any]]:
-    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line]
-    assert events[-1] == "[DONE]"
-    return [json.loads(event) for event in events[:-1]]
 
 
 def test_ollama_chat_returns_tool_calls(live: LiveServer, fake_factory: FakeFactory) -> None:
@@ -44,7 +33,7 @@ def test_ollama_chat_returns_tool_calls(live: LiveServer, fake_factory: FakeFact
     body = {"model": "tiny", "messages": ASK, "tools": [WEATHER]}
     with live.client() as client:
         whole = client.post("/api/chat", json=body).json()
-        streamed = lines(client.post("/api/chat", json={**body, "stream": True}))
+        streamed = ndjson_lines(client.post("/api/chat", json={**body, "stream": True}))
     call = {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
     assert whole["message"] == {"role": "assistant", "content": "", "tool_calls": [call]}
     assert whole["done_reason"] == "stop"
@@ -91,7 +80,7 @@ def test_openai_tool_calls_with_and_without_streaming(
     body = {"model": "tiny", "messages": ASK, "tools": [WEATHER], "tool_choice": "required"}
     with live.client() as client:
         whole = client.post("/v1/chat/completions", json=body).json()
-        chunks = sse(client.post("/v1/chat/completions", json={**body, "stream": True}))
+        chunks = sse_events(client.post("/v1/chat/completions", json={**body, "stream": True}))
     (choice,) = whole["choices"]
     assert choice["finish_reason"] == "tool_calls"
     (call,) = choice["message"]["tool_calls"]

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from ollamacli.service.models import CreateSpec
 from tests.factories import make_tiny_gguf
 from tests.fakes import FakeFactory
-from tests.server.conftest import LiveServer
+from tests.server.conftest import LiveServer, ndjson_lines, sse_events
 from tests.service.test_thinking_service import OPENS
 
 ASK = [{"role": "user", "content": "Why?"}]
-
-
-def lines(response: httpx.Response) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in response.text.splitlines() if line]
-
-
-def sse(response: httpx.Response) -> list[dict[str, Any]]:
-    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line]
-    assert events[-1] == "[DONE]"
-    return [json.loads(event) for event in events[:-1]]
 
 
 def add_thinker(live: LiveServer, tmp_path: Path) -> None:
@@ -43,7 +30,7 @@ def test_chat_returns_the_trace_in_message_thinking(
     body = {"model": "thinker", "messages": ASK, "think": True}
     with live.client() as client:
         whole = client.post("/api/chat", json=body).json()
-        streamed = lines(client.post("/api/chat", json={**body, "stream": True}))
+        streamed = ndjson_lines(client.post("/api/chat", json={**body, "stream": True}))
     assert whole["message"] == {
         "role": "assistant",
         "content": "Because.",
@@ -87,7 +74,7 @@ def test_generate_returns_thinking_and_levels_are_accepted(
     body = {"model": "thinker", "prompt": "Is it?", "think": "high"}
     with live.client() as client:
         whole = client.post("/api/generate", json=body).json()
-        streamed = lines(client.post("/api/generate", json={**body, "stream": True}))
+        streamed = ndjson_lines(client.post("/api/generate", json={**body, "stream": True}))
     assert (whole["response"], whole["thinking"]) == ("Yes.", "hmm")
     assert [(line["response"], line.get("thinking")) for line in streamed[:2]] == [
         ("", "hmm"),
@@ -121,7 +108,7 @@ def test_openai_reasoning_effort_in_and_reasoning_out(
     body = {"model": "thinker", "messages": ASK, "reasoning_effort": "high"}
     with live.client() as client:
         whole = client.post("/v1/chat/completions", json=body).json()
-        streamed = sse(client.post("/v1/chat/completions", json={**body, "stream": True}))
+        streamed = sse_events(client.post("/v1/chat/completions", json={**body, "stream": True}))
         off = client.post("/v1/chat/completions", json={**body, "reasoning_effort": "none"})
         bad = client.post("/v1/chat/completions", json={**body, "reasoning_effort": "huge"})
         tiny = client.post(
