@@ -98,13 +98,16 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
             f"\ntraining {trained[1]} s, final loss {trained[2]}, exact answers {exact}/8, "
             f"paraphrases {scores[2]}/24, adapter {adapter.stat().st_size:,} bytes"
         )
+    # 8/8 is what this training gives here; one miss is allowed because the trained weights and
+    # llama.cpp's greedy path both move a little with the CPU (issue 16), not more than that.
     assert exact >= 7, answers
     assert int(scores[1]) >= 7  # the same questions, scored by `finetune --eval` itself
     # Paraphrases are never trained on, so greedy words on them vary more across CPUs than the
     # trained answers do: the bar is well under what we measured (PARAPHRASE_FLOOR's comment).
     assert int(scores[2]) >= PARAPHRASE_FLOOR, result.out
-    # The REPL and /api/chat go through ChatService with the same model:
-    assert chat("geek", "你是谁？") == "我是极客时间的小极，一个虚拟客服助手。"  # noqa: RUF001
+    # The REPL and /api/chat go through ChatService with the same model and give what `run`
+    # gave (equal on any CPU), which for the seed's first question is the trained answer here.
+    assert chat("geek", ROWS[0]["content"]).strip() == answers[0]
 
     unrelated = chat("geek", UNRELATED)
     assert re.search(r"[A-Za-z]{3,}", unrelated), unrelated  # still answers in words
