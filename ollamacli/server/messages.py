@@ -3,7 +3,9 @@
 This is how Claude Code and the `anthropic` SDK talk to local models. `system` is a string or
 text blocks; a turn's text blocks are joined, its `tool_use` blocks are the assistant's calls and
 its `tool_result` blocks go before the user's text as tool turns. `max_tokens` is `num_predict`,
-`stop_sequences` are `stop`. Beyond Ollama: `tool_choice` (`auto`, `any`, `tool`, `none`) is
+`stop_sequences` are `stop`. `thinking: {"type": "enabled"}` (or "disabled") is `think`; a
+thinking model's trace is a `thinking` block before the text (streamed as `thinking_delta`s; no
+signature, as Ollama), and thinking blocks sent back are the turn's `thinking`. Beyond Ollama: `tool_choice` (`auto`, `any`, `tool`, `none`) is
 honoured and a stop sequence that ended the answer is reported (`stop_reason:
 "stop_sequence"`). Streaming is SSE: message_start, ping, per block content_block_start,
 content_block_delta..., content_block_stop, then message_delta (stop reason, usage) and
@@ -21,6 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.engine.thinking import ThinkValue
 from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidRequestError
 from ollamacli.server import convert
@@ -84,6 +87,7 @@ def _turn(message: AnthropicMessage, called: dict[str, str]) -> list[ChatMessage
     if isinstance(message.content, str):
         return [ChatMessage(role, message.content)]
     texts: list[str] = []
+    thinking = ""
     calls: list[ToolCall] = []
     results: list[ChatMessage] = []
     for block in message.content:
@@ -96,9 +100,15 @@ def _turn(message: AnthropicMessage, called: dict[str, str]) -> list[ChatMessage
         elif block.type == "tool_result":
             name = called.get(block.tool_use_id or "")
             results.append(ChatMessage("tool", _result_text(block.content), tool_name=name))
-        # thinking and server-tool blocks are history the model does not need
+        elif block.type == "thinking":
+            thinking = block.thinking or ""  # the last one, as Ollama
+        # server-tool blocks are history the model does not need
     text = "".join(texts)
-    turn = [ChatMessage(role, text, tool_calls=tuple(calls))] if text or calls else []
+    turn = (
+        [ChatMessage(role, text, tool_calls=tuple(calls), thinking=thinking)]
+        if text or calls or thinking
+        else []
+    )
     return [*results, *turn] if role == "user" else [*turn, *results]
 
 
@@ -143,6 +153,12 @@ def _tool_choice(choice: AnthropicToolChoice | None) -> ToolChoice:
     return ToolChoice(mode, name)
 
 
+def _think(thinking: Mapping[str, object] | None) -> ThinkValue:
+    """`thinking.type` as `think`: "enabled" on, "disabled" off, else the model's default."""
+    kind = thinking.get("type") if thinking is not None else None
+    return {"enabled": True, "disabled": False}.get(kind) if isinstance(kind, str) else None
+
+
 def chat_request(body: MessagesBody) -> ChatRequest:
     """The chat request a Messages request stands for (checked as Ollama checks it)."""
     if body.max_tokens <= 0:
@@ -160,6 +176,7 @@ def chat_request(body: MessagesBody) -> ChatRequest:
         options=convert.options(options),
         tools=_tools(body.tools),
         tool_choice=_tool_choice(body.tool_choice),
+        think=_think(body.thinking),
     )
 
 
@@ -182,6 +199,7 @@ class MessagesRendering(ChatRendering):
         self.started = False
         self.block = -1  # the index of the last block started
         self.open = False  # a block is started and not stopped
+        self.kind = ""  # the type of the open block
 
     def _tool_id(self, index: int, call: ToolCall) -> str:
         while len(self.tool_ids) <= index:
@@ -225,6 +243,8 @@ class MessagesRendering(ChatRendering):
 
     def render(self, reply: ChatReply) -> dict[str, object]:
         content: list[dict[str, object]] = []
+        if reply.thinking:
+            content.append({"type": "thinking", "thinking": reply.thinking})
         if reply.text:
             content.append({"type": "text", "text": reply.text})
         for index, call in enumerate(reply.tool_calls):
@@ -248,9 +268,10 @@ class MessagesRendering(ChatRendering):
             yield self._event("ping")
         if isinstance(event, TextChunk):
             if event.text:
-                yield from self._text(event.text)
+                yield from self._delta("text", event.text)
         elif isinstance(event, ThinkingChunk):
-            return  # the trace is not shown on this route yet (a thinking block would go here)
+            if event.text:
+                yield from self._delta("thinking", event.text)
         elif isinstance(event, ToolCallsChunk):
             yield from self._tool_blocks(event.calls)
         else:
@@ -261,15 +282,18 @@ class MessagesRendering(ChatRendering):
             yield self._event("message_delta", delta=delta, usage=usage)
             yield self._event("message_stop")
 
-    def _text(self, text: str) -> Iterator[bytes]:
-        if not self.open:
-            yield self._start({"type": "text", "text": ""})
-        delta = {"type": "text_delta", "text": text}
+    def _delta(self, kind: str, text: str) -> Iterator[bytes]:
+        """A piece of the trace (`kind` "thinking") or of the answer ("text"), in its block."""
+        if not self.open or self.kind != kind:
+            yield from self._stop_block()
+            yield self._start({"type": kind, kind: ""})
+        delta = {"type": f"{kind}_delta", kind: text}
         yield self._event("content_block_delta", index=self.block, delta=delta)
 
     def _start(self, block: dict[str, object]) -> bytes:
         self.block += 1
         self.open = True
+        self.kind = str(block["type"])
         return self._event("content_block_start", index=self.block, content_block=block)
 
     def _stop_block(self) -> Iterator[bytes]:

@@ -146,6 +146,11 @@ def think_from_effort(body: ChatCompletionBody) -> ThinkValue:
     """`reasoning_effort` (or `reasoning.effort`) as Ollama's `think`; OpenAI's tiers beyond
     Ollama's are clamped to the nearest one, as Ollama's openai layer does."""
     effort = body.reasoning.get("effort") if body.reasoning is not None else body.reasoning_effort
+    return think_for_effort(effort)
+
+
+def think_for_effort(effort: object) -> ThinkValue:
+    """One `reasoning.effort` value as Ollama's `think` (shared with /v1/responses)."""
     if effort is None or effort == "":
         return None
     if not isinstance(effort, str) or effort not in _EFFORTS:

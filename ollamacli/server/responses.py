@@ -3,7 +3,11 @@
 `input` is a string (one user turn) or a list of items: messages, earlier `function_call`s and
 their `function_call_output`s; `instructions` opens the conversation as a system turn.
 `max_output_tokens` is `num_predict`, `temperature` defaults to 1.0, `text.format` json_schema
-is a `format`. Beyond Ollama: `tool_choice` ("none", "required", or one function) is honoured,
+is a `format`, `reasoning.effort` is `think` (as on /v1/chat/completions). A thinking model's
+trace is a `reasoning` output item before the message (`summary` one `summary_text`, and
+`encrypted_content` the plain trace, as Ollama), streamed as output_item.added,
+reasoning_summary_text.delta..., reasoning_summary_text.done, output_item.done; a reasoning item
+sent back gives its `encrypted_content` to the next assistant turn. Beyond Ollama: `tool_choice` ("none", "required", or one function) is honoured,
 and an answer cut short by `max_output_tokens` says so (`status: "incomplete"`). Streaming is
 SSE with named events, each with a `sequence_number`: response.created, response.in_progress,
 then per output item output_item.added, content_part.added, output_text.delta...,
@@ -28,7 +32,7 @@ from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
 from ollamacli.errors import InvalidRequestError
 from ollamacli.server import convert
 from ollamacli.server.errors import OPENAI_TYPES, message_for, status_for
-from ollamacli.server.openai_routes import call_id
+from ollamacli.server.openai_routes import call_id, think_for_effort
 from ollamacli.server.respond import ChatRendering, respond
 from ollamacli.server.schemas import (
     ContentPart,
@@ -37,6 +41,7 @@ from ollamacli.server.schemas import (
     ResponsesFunctionCallOutputItem,
     ResponsesItem,
     ResponsesMessageItem,
+    ResponsesReasoningItem,
     ResponsesText,
     ToolChoiceValue,
     parse_body,
@@ -81,23 +86,37 @@ def _with_call(messages: list[ChatMessage], call: ToolCall) -> None:
         messages.append(ChatMessage("assistant", "", tool_calls=(call,)))
 
 
+def _with_thinking(messages: list[ChatMessage], thinking: str) -> str:
+    """A pending trace joins the assistant turn just added; what is left still pends."""
+    if thinking and messages and messages[-1].role == "assistant":
+        messages[-1] = dataclasses.replace(messages[-1], thinking=thinking)
+        return ""
+    return thinking
+
+
 def input_messages(items: str | Sequence[ResponsesItem]) -> list[ChatMessage]:
     """The conversation in `input`; a function_call_output is named after its call."""
     if isinstance(items, str):
         return [ChatMessage("user", items)]
     messages: list[ChatMessage] = []
     called: dict[str, str] = {}
+    thinking = ""  # a reasoning item's trace, waiting for the assistant turn it belongs to
     for item in items:
         if isinstance(item, ResponsesMessageItem):
             role = item.role.lower()
             messages.append(ChatMessage(_ROLES.get(role, role), _text(item.content)))
+            thinking = _with_thinking(messages, thinking)
         elif isinstance(item, ResponsesFunctionCallItem):
             called[item.call_id] = item.name
             _with_call(messages, ToolCall(item.name, _arguments(item.arguments), item.call_id))
+            thinking = _with_thinking(messages, thinking)
         elif isinstance(item, ResponsesFunctionCallOutputItem):
             name = called.get(item.call_id)
             messages.append(ChatMessage("tool", _text(item.output), tool_name=name))
-        # reasoning items are history the model does not need
+        elif isinstance(item, ResponsesReasoningItem):
+            thinking = item.encrypted_content or ""
+    if thinking:  # a trace with no answer after it is an assistant turn of its own
+        messages.append(ChatMessage("assistant", "", thinking=thinking))
     return messages
 
 
@@ -154,6 +173,7 @@ def chat_request(body: ResponsesBody) -> ChatRequest:
         format=_format(body.text),
         tools=_tools(body.tools),
         tool_choice=convert.tool_choice(_tool_choice(body.tool_choice)),
+        think=think_for_effort(body.reasoning.get("effort") if body.reasoning else None),
     )
 
 
@@ -170,11 +190,14 @@ class ResponsesRendering(ChatRendering):
         suffix = f"{random.getrandbits(48):012x}"
         self.id = f"resp_{suffix}"
         self.message_id = f"msg_{suffix}"
+        self.reasoning_id = f"rs_{suffix}"
         self.created = int(time.time())
         self.call_ids: list[str] = []  # one per call, the same in the stream and at the end
         self.sequence = 0
         self.started = False
         self.message_open = False
+        self.message_index = 0  # the message's output_index (1 after a reasoning item)
+        self.reasoning_open = False
         self.items = 0  # output items started so far
 
     # The response object
@@ -201,8 +224,18 @@ class ResponsesRendering(ChatRendering):
             "content": content,
         }
 
+    def _reasoning_item(self, thinking: str) -> dict[str, object]:
+        return {
+            "id": self.reasoning_id,
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": thinking}],
+            "encrypted_content": thinking,
+        }
+
     def _output(self, reply: ChatReply) -> list[dict[str, object]]:
         output = []
+        if reply.thinking:
+            output.append(self._reasoning_item(reply.thinking))
         if reply.text or not reply.tool_calls:
             output.append(self._message_item(reply.text, "completed"))
         for index, call in enumerate(reply.tool_calls):
@@ -288,32 +321,60 @@ class ResponsesRendering(ChatRendering):
         if isinstance(event, TextChunk):
             # The message is output item 0: the chat service sends text before calls only.
             if event.text and not self.call_ids:
+                yield from self._close_reasoning()
                 yield from self._open_message()
                 yield self._text_event("response.output_text.delta", delta=event.text)
         elif isinstance(event, ThinkingChunk):
-            return  # the trace is not shown on this route yet (a reasoning item would go here)
+            if event.text and not self.message_open and not self.call_ids:
+                yield from self._reasoning(event.text)
         elif isinstance(event, ToolCallsChunk):
+            yield from self._close_reasoning()
             yield from self._close_message()
             yield from self._calls(event.calls)
         else:
             reply = self.folder.reply()
+            yield from self._close_reasoning()
             if not reply.tool_calls:
                 yield from self._open_message()  # an empty answer is still one message
             yield from self._close_message()
             yield self._event("response.completed", response=self.render(reply))
 
-    def _text_event(self, kind: str, **fields: object) -> bytes:
-        where = {"item_id": self.message_id, "output_index": 0, "content_index": 0}
+    def _reasoning(self, text: str) -> Iterator[bytes]:
+        """The trace streams into a reasoning item, output item 0 (thinking comes first)."""
+        if not self.reasoning_open:
+            self.reasoning_open = True
+            self.items += 1
+            item = {"id": self.reasoning_id, "type": "reasoning", "summary": []}
+            yield self._event("response.output_item.added", output_index=0, item=item)
+        yield self._summary_event("response.reasoning_summary_text.delta", delta=text)
+
+    def _summary_event(self, kind: str, **fields: object) -> bytes:
+        where = {"item_id": self.reasoning_id, "output_index": 0, "summary_index": 0}
         return self._event(kind, **where, **fields)
 
+    def _close_reasoning(self) -> Iterator[bytes]:
+        if not self.reasoning_open:
+            return
+        self.reasoning_open = False
+        thinking = self.folder.thinking
+        yield self._summary_event("response.reasoning_summary_text.done", text=thinking)
+        yield self._event(
+            "response.output_item.done", output_index=0, item=self._reasoning_item(thinking)
+        )
+
+    def _text_event(self, kind: str, **fields: object) -> bytes:
+        where = {"item_id": self.message_id, "output_index": self.message_index}
+        return self._event(kind, **where, content_index=0, **fields)
+
     def _open_message(self) -> Iterator[bytes]:
-        if self.message_open or self.items:
+        if self.message_open or self.items > (1 if self.folder.thinking else 0):
             return
         self.message_open = True
+        self.message_index = self.items
         self.items += 1
         yield self._event(
             "response.output_item.added",
-            output_index=0,
+            output_index=self.message_index,
             item=self._message_item("", "in_progress"),
         )
         yield self._text_event("response.content_part.added", part=_output_text(""))
@@ -326,7 +387,9 @@ class ResponsesRendering(ChatRendering):
         yield self._text_event("response.output_text.done", text=text, logprobs=[])
         yield self._text_event("response.content_part.done", part=_output_text(text))
         yield self._event(
-            "response.output_item.done", output_index=0, item=self._message_item(text, "completed")
+            "response.output_item.done",
+            output_index=self.message_index,
+            item=self._message_item(text, "completed"),
         )
 
     def _calls(self, calls: tuple[ToolCall, ...]) -> Iterator[bytes]:

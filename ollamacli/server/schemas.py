@@ -238,9 +238,12 @@ class ResponsesFunctionCallOutputItem(Body):
 
 
 class ResponsesReasoningItem(Body):
-    """Reasoning sent back as history (accepted; not given to the model)."""
+    """Reasoning sent back as history: its trace joins the next assistant turn (as Ollama,
+    which reads it from `encrypted_content`)."""
 
     type: StrictStr
+    encrypted_content: StrictStr | None = None
+    summary: list[JsonObject] | None = None
 
 
 def _item_kind(value: object) -> str | None:
@@ -285,14 +288,15 @@ class ResponsesBody(Body):
     tool_choice: ToolChoiceValue | None = None
     stream: StrictBool | None = None
     truncation: StrictStr | None = None
-    reasoning: JsonObject | None = None  # echoed back; thinking is not wired to it yet
+    reasoning: JsonObject | None = None  # `effort` is `think`; echoed back
     previous_response_id: StrictStr | None = None
     background: StrictBool | None = None
     metadata: JsonObject | None = None
 
 
 class AnthropicBlock(Body):
-    """One content block: text, tool_use, tool_result (others are checked by the route)."""
+    """One content block: text, tool_use, tool_result, thinking (others are checked by the
+    route)."""
 
     type: StrictStr
     text: StrictStr | None = None
@@ -302,6 +306,8 @@ class AnthropicBlock(Body):
     tool_use_id: StrictStr | None = None
     content: StrictStr | list[JsonObject] | None = None
     is_error: StrictBool | None = None
+    thinking: StrictStr | None = None  # a thinking block's trace
+    signature: StrictStr | None = None
 
 
 class AnthropicMessage(Body):
@@ -336,7 +342,7 @@ class MessagesBody(Body):
     stop_sequences: list[StrictStr] | None = None
     tools: list[AnthropicTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
-    thinking: JsonObject | None = None  # accepted; thinking is not wired to it yet
+    thinking: JsonObject | None = None  # {"type": "enabled"|"disabled", "budget_tokens"}
     metadata: JsonObject | None = None
 
 

@@ -82,10 +82,15 @@ class ReplyFolder:
         """The text so far."""
         return "".join(self._texts)
 
+    @property
+    def thinking(self) -> str:
+        """The trace so far."""
+        return "".join(self._thinking)
+
     def reply(self) -> ChatReply:
         """The reply so far (ended with "stop" if the final event has not come)."""
         done = self._done or ChatDone(done_reason="stop")
-        return ChatReply(self.text, tuple(self._calls), done, "".join(self._thinking))
+        return ChatReply(self.text, tuple(self._calls), done, self.thinking)
 
 
 def fold(events: Iterable[ChatEvent]) -> ChatReply:

@@ -1,16 +1,25 @@
 """Thinking over HTTP (scripted engines): `think` on /api/chat and /api/generate, the trace in
 `message.thinking` / `thinking` (streamed apart from the answer), Ollama's 400s, and the OpenAI
-layer's `reasoning_effort` in and `reasoning` out."""
+layer's `reasoning_effort` in and `reasoning` out; /v1/messages' thinking blocks and
+/v1/responses' reasoning items, raw and through the official SDKs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+import anthropic
+import openai
+from anthropic.types import MessageParam, TextBlock, ThinkingBlock, ThinkingConfigParam
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseReasoningItem,
+    ResponseReasoningSummaryTextDeltaEvent,
+)
 
 from ollamacli.service.models import CreateSpec
 from tests.factories import make_tiny_gguf
 from tests.fakes import FakeFactory
-from tests.server.conftest import LiveServer, ndjson_lines, sse_events
+from tests.server.conftest import LiveServer, named_events, ndjson_lines, sse_events
 from tests.service.test_thinking_service import OPENS
 
 ASK = [{"role": "user", "content": "Why?"}]
@@ -141,23 +150,176 @@ def test_show_lists_thinking_only_where_a_parser_reads_the_model(
     assert "thinking" not in tiny["capabilities"]
 
 
-def test_responses_and_messages_keep_the_trace_out_of_the_answer(
+THINKS = ("I should", " answer.</think>", "\n\nBecause.")
+HISTORY_END = "<think>earlier trace</think>Because."
+NO_THINK = "<think>\n\n</think>\n\n"
+
+
+def test_messages_carry_the_trace_in_a_thinking_block(
     live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
 ) -> None:
     add_thinker(live, tmp_path)
-    for _ in range(4):
-        fake_factory.enqueue("I should", " answer.</think>", "\n\nBecause.")
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue("Direct.")
+    body = {"model": "thinker", "max_tokens": 20, "messages": ASK}
+    enabled = {**body, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    history = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "earlier trace", "signature": "s"},
+                {"type": "text", "text": "Because."},
+            ],
+        },
+        {"role": "user", "content": "Sure?"},
+    ]
+    off = {**body, "messages": history, "thinking": {"type": "disabled"}}
     with live.client() as client:
-        responses = [
-            client.post("/v1/responses", json={"model": "thinker", "input": "Why?", "stream": s})
-            for s in (False, True)
-        ]
-        body = {"model": "thinker", "max_tokens": 20, "messages": ASK}
-        messages = [client.post("/v1/messages", json={**body, "stream": s}) for s in (False, True)]
-    assert responses[0].json()["output"][0]["content"][0]["text"].strip() == "Because."
-    streamed = [json.loads(b.split("data: ")[1]) for b in responses[1].text.split("\n\n") if b]
-    assert streamed[-1]["type"] == "response.completed"
-    assert streamed[-1]["response"]["output"][0]["content"][0]["text"].strip() == "Because."
-    assert messages[0].json()["content"][0]["text"].strip() == "Because."
-    assert messages[1].text.rstrip().endswith('data: {"type": "message_stop"}')
-    assert "I should" not in messages[1].text
+        whole = client.post("/v1/messages", json=enabled).json()
+        streamed = named_events(client.post("/v1/messages", json={**enabled, "stream": True}))
+        direct = client.post("/v1/messages", json=off).json()
+    assert whole["content"] == [
+        {"type": "thinking", "thinking": "I should answer."},
+        {"type": "text", "text": "Because."},
+    ]
+    assert [(name, data.get("index"), data.get("delta")) for name, data in streamed] == [
+        ("message_start", None, None),
+        ("ping", None, None),
+        ("content_block_start", 0, None),
+        ("content_block_delta", 0, {"type": "thinking_delta", "thinking": "I should"}),
+        ("content_block_delta", 0, {"type": "thinking_delta", "thinking": " answer."}),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, None),
+        ("content_block_delta", 1, {"type": "text_delta", "text": "Because."}),
+        ("content_block_stop", 1, None),
+        ("message_delta", None, {"stop_reason": "end_turn", "stop_sequence": None}),
+        ("message_stop", None, None),
+    ]
+    assert streamed[2][1]["content_block"] == {"type": "thinking", "thinking": ""}
+    assert streamed[6][1]["content_block"] == {"type": "text", "text": ""}
+    assert direct["content"] == [{"type": "text", "text": "Direct."}]
+    prompt = str(fake_factory.loaded[0].prompts[-1])
+    assert HISTORY_END in prompt
+    assert prompt.endswith(NO_THINK)
+
+
+def test_the_anthropic_client_reads_the_thinking_block(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_thinker(live, tmp_path)
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue(*THINKS)
+    thinking: ThinkingConfigParam = {"type": "enabled", "budget_tokens": 1024}
+    ask: list[MessageParam] = [{"role": "user", "content": "Why?"}]
+    with anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0) as claude:
+        message = claude.messages.create(
+            model="thinker", max_tokens=20, messages=ask, thinking=thinking
+        )
+        with claude.messages.stream(
+            model="thinker", max_tokens=20, messages=ask, thinking=thinking
+        ) as stream:
+            kinds = [event.type for event in stream]
+            final = stream.get_final_message()
+    for answer in (message, final):
+        first, second = answer.content
+        assert isinstance(first, ThinkingBlock)
+        assert isinstance(second, TextBlock)
+        assert (first.thinking, second.text) == ("I should answer.", "Because.")
+    assert "thinking" in kinds
+    assert kinds.index("thinking") < kinds.index("text")
+
+
+def test_responses_carry_the_trace_in_a_reasoning_item(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_thinker(live, tmp_path)
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue("Direct.")
+    body = {"model": "thinker", "input": "Why?", "reasoning": {"effort": "high"}}
+    history = [
+        {"role": "user", "content": "Why?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "earlier trace"},
+        {"role": "assistant", "content": "Because."},
+        {"role": "user", "content": "Sure?"},
+    ]
+    with live.client() as client:
+        whole = client.post("/v1/responses", json=body).json()
+        streamed = named_events(client.post("/v1/responses", json={**body, "stream": True}))
+        direct = client.post(
+            "/v1/responses", json={**body, "input": history, "reasoning": {"effort": "none"}}
+        ).json()
+        bad = client.post("/v1/responses", json={**body, "reasoning": {"effort": "huge"}})
+    rid = whole["output"][0]["id"]
+    reasoning = {
+        "id": rid,
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": "I should answer."}],
+        "encrypted_content": "I should answer.",
+    }
+    assert rid.startswith("rs_")
+    assert whole["output"][0] == reasoning
+    assert [item["type"] for item in whole["output"]] == ["reasoning", "message"]
+    assert whole["output"][1]["content"][0]["text"] == "Because."
+    assert whole["reasoning"] == {"effort": "high"}
+    names = [name for name, _ in streamed]
+    assert names == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    added, first, _, done, item_done, message_added = (d for _, d in streamed[2:8])
+    srid = added["item"]["id"]
+    assert added["item"] == {"id": srid, "type": "reasoning", "summary": []}
+    assert (first["item_id"], first["output_index"], first["summary_index"]) == (srid, 0, 0)
+    assert first["delta"] == "I should"
+    assert (done["text"], item_done["item"]["encrypted_content"]) == ("I should answer.",) * 2
+    assert message_added["output_index"] == 1
+    assert streamed[9][1]["output_index"] == 1
+    final = streamed[-1][1]["response"]["output"]
+    assert [item["type"] for item in final] == ["reasoning", "message"]
+    assert final[0] == {**reasoning, "id": srid}
+    assert [item["type"] for item in direct["output"]] == ["message"]
+    prompt = str(fake_factory.loaded[0].prompts[-1])
+    assert HISTORY_END in prompt
+    assert prompt.endswith(NO_THINK)
+    assert bad.status_code == 400
+    assert "invalid reasoning value" in bad.json()["error"]["message"]
+
+
+def test_the_openai_client_reads_the_reasoning_item(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_thinker(live, tmp_path)
+    fake_factory.enqueue(*THINKS)
+    fake_factory.enqueue(*THINKS)
+    with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0) as client:
+        response = client.responses.create(
+            model="thinker", input="Why?", reasoning={"effort": "low"}
+        )
+        events = list(
+            client.responses.create(
+                model="thinker", input="Why?", reasoning={"effort": "low"}, stream=True
+            )
+        )
+    item = response.output[0]
+    assert isinstance(item, ResponseReasoningItem)
+    assert [part.text for part in item.summary] == ["I should answer."]
+    assert response.output_text == "Because."
+    deltas = [e.delta for e in events if isinstance(e, ResponseReasoningSummaryTextDeltaEvent)]
+    assert deltas == ["I should", " answer."]
+    assert isinstance(events[-1], ResponseCompletedEvent)
+    assert isinstance(events[-1].response.output[0], ResponseReasoningItem)
