@@ -1,7 +1,8 @@
 """A real model that thinks: SmolLM2-135M fine-tuned here (the project's own pipeline) on rows
 whose answers carry a reasoning trace, under a Qwen-3-style template that opens `<think>` in
 the prompt. Then `run --think`, `--hidethinking`, /api/chat with think true/false, streaming,
-and the `ollama` client's thinking calls, asserting properties that hold on any CPU."""
+the `ollama` client's thinking calls, and the trace on /v1/chat/completions, /v1/responses and
+/v1/messages, asserting properties that hold on any CPU."""
 
 from __future__ import annotations
 
@@ -171,6 +172,38 @@ def test_openai_reasoning_on_the_trained_model(served: LiveServer):
         answer = client.post("/v1/chat/completions", json=body).json()
     message = answer["choices"][0]["message"]
     assert_separated(message.get("reasoning"), message["content"])
+
+
+def test_responses_and_messages_carry_the_trained_models_trace(served: LiveServer):
+    ask = [{"role": "user", "content": QUESTION}]
+    with served.client(timeout=170) as client:
+        response = client.post(
+            "/v1/responses",
+            json={
+                "model": "thinker",
+                "input": ask,
+                "reasoning": {"effort": "low"},
+                "temperature": 0,
+                "max_output_tokens": 48,
+            },
+        ).json()
+        message = client.post(
+            "/v1/messages",
+            json={
+                "model": "thinker",
+                "messages": ask,
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "temperature": 0,
+                "max_tokens": 48,
+            },
+        ).json()
+    reasoning, *rest = response["output"]
+    assert reasoning["type"] == "reasoning"
+    answer = "".join(part["text"] for item in rest for part in item.get("content", []))
+    assert_separated(reasoning["summary"][0]["text"], answer)
+    thinking, *blocks = message["content"]
+    assert thinking["type"] == "thinking"
+    assert_separated(thinking["thinking"], "".join(b.get("text", "") for b in blocks))
 
 
 def test_show_lists_thinking_for_the_trained_model(served: LiveServer):
