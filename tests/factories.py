@@ -5,11 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from gguf import GGUFWriter
+
+from ollamacli.store import Digest, Store
+from ollamacli.store import writers as writer_leases
+from ollamacli.store.writers import WriterLease
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
@@ -197,3 +204,25 @@ def assert_json_answer(text: str, done_reason: str | None) -> None:
     else:
         assert done_reason == "length", done_reason
         assert text.lstrip().startswith("{"), text
+
+
+@dataclass(frozen=True)
+class LiveWriter:
+    """A writer at work in this process: its lease, an unfinished temp file and a new blob
+    that no manifest names yet. Cleanup by another command must spare all three."""
+
+    lease: WriterLease
+    temp: Path
+    blob: Digest
+
+
+@contextmanager
+def live_writer(store: Store) -> Iterator[LiveWriter]:
+    """Hold a writer lease on `store` with the files a create in progress would have."""
+    with store.writing():
+        lease = writer_leases.current(store.blobs.root)
+        assert lease is not None
+        temp = lease.temp_path()
+        temp.write_bytes(b"still being written")
+        blob = store.blobs.write_bytes(b"a blob whose manifest is not written yet")
+        yield LiveWriter(lease, temp, blob)

@@ -20,8 +20,7 @@ import pytest
 
 from ollamacli.config import Settings
 from ollamacli.store import Digest, Store
-from ollamacli.store import writers as leases
-from tests.factories import BAD_GGUFS, make_bad_gguf, make_big_gguf, make_tiny_gguf
+from tests.factories import BAD_GGUFS, live_writer, make_bad_gguf, make_big_gguf, make_tiny_gguf
 
 LONG_HOST = "h" * 300
 
@@ -196,12 +195,8 @@ def test_cli_create_killed_leaves_nothing_after_the_next_command(
         assert _unreferenced(store)  # the base blob, with no manifest
 
     # A writer at work in this process meanwhile: its files must survive the cleanup.
-    with store.writing():
-        lease = leases.current(blobs)
-        assert lease is not None
-        live_temp = lease.temp_path()
-        live_temp.write_bytes(b"still being written")
-        live_blob = store.blobs.write_bytes(b"a blob whose manifest is not written yet")
+    with live_writer(store) as live:
+        lease, live_temp, live_blob = live.lease, live.temp, live.blob
 
         if following == "create":
             result = _run("create", "next", "-f", str(tmp_path / "Small"))

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from ollamacli.store import Digest, Manifest, Store
-from ollamacli.store import writers as leases
-from tests.factories import make_big_gguf, make_tiny_gguf
+from tests.factories import live_writer, make_big_gguf, make_tiny_gguf
 from tests.servers.registry import RegistryServer
 
 
@@ -72,12 +71,8 @@ def test_pull_killed_between_blobs_and_manifest_leaves_nothing_after_the_next_co
     assert manifest.layers[0].digest in _unreferenced(store)
     assert any(name.startswith(".writer-") for name in _dot_files(store))
 
-    with store.writing():  # a writer at work meanwhile, in this process
-        lease = leases.current(store.blobs.root)
-        assert lease is not None
-        live_temp = lease.temp_path()
-        live_temp.write_bytes(b"still being written")
-        live_blob = store.blobs.write_bytes(b"a blob whose manifest is not written yet")
+    with live_writer(store) as live:  # a writer at work meanwhile, in this process
+        lease, live_temp, live_blob = live.lease, live.temp, live.blob
 
         if following == "create":
             result = _run("create", "next", "-f", str(tmp_path / "Small"))
