@@ -71,13 +71,44 @@ class SamplingConfig:
     grammar: str | None = None  # GBNF text constraining the output
     truncate: bool = True  # a prompt longer than the context keeps num_keep + its end; else error
     special_tokens: bool = False  # print control tokens (harmony's `<|channel|>` markers)
+    logprobs: bool = False  # report each generated token's log-probability
+    top_logprobs: int = 0  # and this many most likely alternatives (0-20)
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One candidate for a generated token and its log-probability."""
+
+    token: str  # the token's text ("" pieces of a multi-byte character decode with U+FFFD)
+    token_id: int
+    logprob: float
+    bytes: tuple[int, ...]  # the token's raw bytes (a token may hold part of a character)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token's log-probability and, when asked, the most likely alternatives.
+
+    Log-probabilities are taken from the model's distribution before sampling settings
+    (temperature, top-k ...) reshape it, as llama-server and Ollama report them."""
+
+    token: str
+    token_id: int
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[TopLogprob, ...] = ()  # best first, `top_logprobs` of them
 
 
 @dataclass(frozen=True, slots=True)
 class TextChunk:
-    """A piece of generated text (always whole UTF-8 characters, never part of a stop string)."""
+    """A piece of generated text (always whole UTF-8 characters, never part of a stop string).
+
+    With `SamplingConfig.logprobs`, `logprobs` holds the tokens generated since the previous
+    chunk, in order; a chunk may carry none (its text came from held-back tokens) and the last
+    chunk carries the tokens whose text was held back and then released."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
