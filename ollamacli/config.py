@@ -154,7 +154,7 @@ class Settings:
     host: HostAddress = field(default_factory=HostAddress)
     keep_alive: float = DEFAULT_KEEP_ALIVE
     max_loaded_models: int = 3
-    num_parallel: int = 1
+    num_parallel: int = 4
     max_queue: int = 512
     context_length: int = 4096
     origins: tuple[str, ...] = ()
@@ -204,7 +204,7 @@ class Settings:
             host=parse_host(get("OLLAMA_HOST") or "127.0.0.1:11434"),
             keep_alive=parse_duration(get("OLLAMA_KEEP_ALIVE") or DEFAULT_KEEP_ALIVE),
             max_loaded_models=_int(get("OLLAMA_MAX_LOADED_MODELS"), 3, minimum=1),
-            num_parallel=_int(get("OLLAMA_NUM_PARALLEL"), 1, minimum=1),
+            num_parallel=_int(get("OLLAMA_NUM_PARALLEL"), 4, minimum=1),
             max_queue=_int(get("OLLAMA_MAX_QUEUE"), 512, minimum=1),
             context_length=_int(get("OLLAMA_CONTEXT_LENGTH"), 4096, minimum=4),
             origins=tuple(o.strip() for o in (get("OLLAMA_ORIGINS") or "").split(",") if o.strip()),

@@ -1,7 +1,9 @@
 """The loaded-model cache: load on demand, serialise access, keep models for `keep_alive`.
 
-An engine instance serves one generation at a time (llama-cpp-python is not thread-safe), so
-each loaded model has up to `num_parallel` instances and a request borrows one. Requests that
+An engine instance serves `engine.parallel` generations at once (the llama.cpp engine decodes
+them together in one batch loop; the scripted fake serves one), so a loaded model has as many
+instances as it takes to serve `num_parallel` requests at once (one, for the llama.cpp engine)
+and a request borrows one of the instance's places. Requests that
 cannot be served at once wait in a bounded queue, first come first served per model; past
 `max_queue` waiting requests they are refused with `ServerBusyError`, as Ollama's scheduler
 does (server/sched.go). At most `max_loaded` models stay resident; the least recently used
@@ -116,6 +118,7 @@ class Scheduler:
         self._slots: dict[LoadConfig, _Slot] = {}
         self._loading: set[LoadConfig] = set()
         self._queue: list[_Request] = []  # waiting requests, oldest first
+        self._lent: dict[int, int] = {}  # id(engine) -> requests using it now
         self._lock = threading.Condition()
         self._closed = False
         self._reaper: threading.Thread | None = None
@@ -211,7 +214,8 @@ class Scheduler:
         if slot is not None:
             if slot.free:
                 return _Plan("take", slot)
-            if len(slot.instances) + slot.growing < self._num_parallel:
+            places = sum(engine.parallel for engine in slot.instances)
+            if places + slot.growing < self._num_parallel:
                 return _Plan("grow", slot)
             return None
         if request.config in self._loading or not self._make_room_locked():
@@ -230,6 +234,7 @@ class Scheduler:
     def _take_locked(self, slot: _Slot, request: _Request) -> Engine:
         engine = slot.free.pop()
         self._mark_busy_locked(slot, request)
+        self._lent[id(engine)] = self._lent.get(id(engine), 0) + 1
         return engine
 
     def _mark_busy_locked(self, slot: _Slot, request: _Request) -> None:
@@ -267,15 +272,17 @@ class Scheduler:
         with self._lock:
             if plan.kind == "grow":
                 assert plan.slot is not None
-                plan.slot.growing -= 1
-                plan.slot.instances.append(engine)
+                slot = plan.slot
+                slot.growing -= 1
             else:
                 self._loading.discard(request.config)
                 slot = _Slot(request.name, request.digest, request.config, request.size)
-                slot.instances.append(engine)
                 self._mark_busy_locked(slot, request)
                 self._slots[request.config] = slot
                 logger.info("loaded %s (%s)", request.name, request.config.model_path)
+            slot.instances.append(engine)
+            slot.free.extend([engine] * (engine.parallel - 1))  # its other places
+            self._lent[id(engine)] = 1
             self._lock.notify_all()
             listeners = list(self._load_listeners)
         for listener in listeners:
@@ -293,9 +300,13 @@ class Scheduler:
 
     def _release(self, config: LoadConfig, engine: Engine) -> None:
         with self._lock:
+            lent = self._lent.pop(id(engine), 1) - 1
+            if lent > 0:
+                self._lent[id(engine)] = lent
             slot = self._slots.get(config)
             if slot is None or engine not in slot.instances:
-                engine.close()  # its model was unloaded while this request ran
+                if lent == 0:  # its model was unloaded while its last request ran
+                    engine.close()
                 self._lock.notify_all()
                 return
             slot.busy -= 1
@@ -340,8 +351,9 @@ class Scheduler:
     def _unload_locked(self, slot: _Slot) -> None:
         """Forget a model and close its idle instances (busy ones close when released)."""
         self._slots.pop(slot.config, None)
-        for engine in slot.free:
-            engine.close()
+        for engine in {id(e): e for e in slot.free}.values():
+            if not self._lent.get(id(engine)):  # a busy one closes when its last request ends
+                engine.close()
         slot.free.clear()
         logger.info("unloaded %s", slot.name)
 

@@ -40,6 +40,7 @@ class FakeEngine:
     closed: bool = False
     delay: float = 0.0
     chat_template: str | None = None
+    parallel: int = 1  # one generation at a time, as the scheduler's older engines
 
     @property
     def n_ctx(self) -> int:

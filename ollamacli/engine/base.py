@@ -1,6 +1,6 @@
 """The engine seam: what the rest of ollamacli needs from an inference backend.
 
-`LlamaCppEngine` (engine/llama.py) is the real implementation; tests use a scripted fake with
+`LlamaCppEngine` (engine/llama.py, over engine/batch.py and engine/native.py) is the real one; tests use a scripted fake with
 the same shape. Engines work on rendered prompt text or tokens and never see the store.
 """
 
@@ -145,7 +145,13 @@ class CancelToken:
 
 
 class Engine(Protocol):
-    """A loaded model. Not thread-safe: callers serialise access (the scheduler does)."""
+    """A loaded model. `generate` may run `parallel` times at once from different threads;
+    everything else is called by one request at a time (the scheduler lends it so)."""
+
+    @property
+    def parallel(self) -> int:
+        """How many generations this instance serves at once."""
+        ...
 
     @property
     def n_ctx(self) -> int:

@@ -1,48 +1,51 @@
 """llama.cpp through llama-cpp-python: load GGUF models and stream generations.
 
 This is the only module that imports `llama_cpp`, and only inside functions, so commands that
-never run a model never load the shared library. Generation is a plain token loop over
-`Llama.eval` with a sampler chain built from Ollama's options, never llama-cpp-python's
-defaults; such a loop decodes as fast as llama-server (measurements.md), which
-`create_chat_completion` does not quite do.
+never run a model never load the shared library. It calls llama.cpp's C API through the typed
+seam in engine/native.py (never llama-cpp-python's high-level `Llama` class): a loaded model is
+one context whose generation loop (engine/batch.py) decodes up to `parallel` requests together,
+each with a sampler chain built from Ollama's options, never llama-cpp-python's defaults.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
+import queue
 import re
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from ollamacli.engine.base import (
     CancelToken,
     Completion,
-    DoneReason,
     GenerationEvent,
     LoadConfig,
     SamplingConfig,
-    TextChunk,
+    TokenLogprob,
 )
+from ollamacli.engine.batch import BatchLoop, Job, JobEvent, LoopShape
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
+from ollamacli.engine.logprobs import token_logprob
+from ollamacli.engine.native import ContextParams, NativeContext, NativeModel
 from ollamacli.engine.options import physical_cores
-from ollamacli.engine.streaming import TextStream
 from ollamacli.engine.structured import check_grammar, check_json_schema
 from ollamacli.errors import (
     ContextLengthExceededError,
     EngineError,
     InvalidRequestError,
     ModelLoadError,
-    RequestCancelledError,
 )
 
 logger = logging.getLogger(__name__)
 
 _TOKENIZE_PIECE = 8192
 """Characters: longer texts are tokenized piece by piece (see `LlamaCppEngine.tokenize`)."""
+_EMBED_SEQUENCES = 16
+"""Inputs embedded together in one decode, at most."""
+_CANCEL_POLL = 0.1
+"""Seconds: how often a waiting consumer looks at its request's CancelToken."""
 
 
 def _library() -> Any:
@@ -56,10 +59,11 @@ def _library() -> Any:
 
 
 class LlamaCppFactory:
-    """Loads GGUF models with llama-cpp-python."""
+    """Loads GGUF models: generation instances serve `parallel` requests at once."""
 
-    def __init__(self, *, verbose: bool = False) -> None:
+    def __init__(self, *, verbose: bool = False, parallel: int = 1) -> None:
         self.verbose = verbose
+        self.parallel = max(1, parallel)
 
     def load(self, config: LoadConfig) -> LlamaCppEngine:
         """Load a model (mmap, CPU threads, optional LoRA); raises `ModelLoadError`."""
@@ -69,46 +73,28 @@ class LlamaCppFactory:
                 "only one adapter is currently supported", path=str(config.model_path)
             )
         LOGS.errors.clear()
+        adapter = config.adapters[0] if config.adapters else None
         try:
-            llm = lib.Llama(**_llama_arguments(lib, config, verbose=self.verbose))
-        except (ValueError, RuntimeError, OSError) as exc:
-            reason = LOGS.last_error() or str(exc)
+            model = NativeModel(lib, config.model_path, adapter=adapter)
+        except ModelLoadError as exc:
+            reason = " ".join((LOGS.last_error() or str(exc)).split())
+            if adapter is not None and exc.path == str(adapter):
+                raise ModelLoadError(
+                    f"unable to load adapter {adapter}: {reason}",
+                    path=str(adapter),
+                    hint="the adapter must be a GGUF LoRA made for this base model",
+                ) from exc
             raise ModelLoadError(
-                f"unable to load model {config.model_path}: {' '.join(reason.split())}",
+                f"unable to load model {config.model_path}: {reason}",
                 path=str(config.model_path),
                 hint="the file may be damaged or made for a newer llama.cpp; "
                 "try pulling or creating the model again",
             ) from exc
-        adapter_errors = [e for e in LOGS.errors if "lora" in e.lower()]
-        if adapter_errors:  # llama-cpp-python misses a failed adapter load (NULL is not None)
-            llm.close()
-            raise ModelLoadError(
-                f"unable to load adapter {config.adapters[0]}: {adapter_errors[-1]}",
-                path=str(config.adapters[0]),
-                hint="the adapter must be a GGUF LoRA made for this base model",
-            )
-        return LlamaCppEngine(lib, llm, config)
-
-
-def _llama_arguments(lib: Any, config: LoadConfig, *, verbose: bool) -> dict[str, object]:
-    threads = config.num_thread or physical_cores()
-    # Embeddings need a whole input in one batch; generation uses Ollama's num_batch.
-    batch = config.num_ctx if config.embedding else min(config.num_batch, config.num_ctx)
-    arguments: dict[str, object] = {
-        "model_path": str(config.model_path),
-        "n_ctx": config.num_ctx,
-        "n_batch": batch,
-        "n_ubatch": batch,
-        "n_threads": threads,
-        "n_threads_batch": threads,
-        "n_gpu_layers": -1 if lib.llama_supports_gpu_offload() else 0,
-        "use_mmap": True,
-        "embedding": config.embedding,
-        "verbose": verbose,
-    }
-    if config.adapters:
-        arguments["lora_path"] = str(config.adapters[0])
-    return arguments
+        try:
+            return LlamaCppEngine(lib, model, config, parallel=self.parallel)
+        except BaseException:
+            model.close()
+            raise
 
 
 def format_grammar(fmt: str | Mapping[str, object] | None) -> str | None:
@@ -138,38 +124,67 @@ def schema_grammar(schema: Mapping[str, object], *, where: str = "format") -> st
     return grammar
 
 
-@dataclass(slots=True)
-class _Decoded:
-    """What one generation produced."""
-
-    tokens: list[int] = field(default_factory=list)
-    reason: DoneReason = "stop"
-    duration: int = 0
-    stop_sequence: str | None = None
-
-
 class LlamaCppEngine:
-    """A loaded model. Not thread-safe: the scheduler lends it to one request at a time."""
+    """A loaded model. `generate` may be called from several threads at once: up to
+    `parallel` generations decode together in one batch loop, more wait their turn there.
+    `embed` serves one caller at a time (the scheduler lends embedding instances singly)."""
 
-    def __init__(self, lib: Any, llm: Any, config: LoadConfig) -> None:
+    def __init__(self, lib: Any, model: NativeModel, config: LoadConfig, *, parallel: int) -> None:
         self._lib = lib
-        self._llm = llm
+        self._model = model
         self.config = config
-        self._vocab = lib.llama_model_get_vocab(llm.model)
         self._pieces: dict[tuple[int, bool], bytes] = {}
-        self._metadata = {str(k): str(v) for k, v in dict(llm.metadata).items()}
+        self._metadata = model.metadata()
         self._specials: re.Pattern[str] | None = None
         self._closed = False
+        self._loop: BatchLoop | None = None
+        threads = config.num_thread or physical_cores()
+        if config.embedding:
+            self.parallel = 1
+            self._context = self._embedding_context(threads)
+            self._n_ctx = min(config.num_ctx, self._context.n_ctx)
+            return
+        self.parallel = parallel
+        n_batch = min(config.num_batch, config.num_ctx * parallel)
+        self._context = model.new_context(
+            ContextParams(
+                n_ctx=config.num_ctx * parallel,
+                n_batch=n_batch,
+                n_seq_max=parallel,
+                n_threads=threads,
+            )
+        )
+        self._n_ctx = config.num_ctx
+        try:
+            self._loop = BatchLoop(
+                self._context,
+                LoopShape(n_seq=parallel, n_ctx_seq=config.num_ctx, n_batch=n_batch),
+                piece=self._piece,
+                logprob_of=self._logprob_of,
+            )
+        except BaseException:
+            self._context.close()
+            raise
+
+    def _embedding_context(self, threads: int) -> NativeContext:
+        """A context that pools one vector per input; mean pooling when the model has none."""
+        params = ContextParams(
+            n_ctx=self.config.num_ctx,
+            n_batch=self.config.num_ctx,  # a whole input must fit in one batch
+            n_seq_max=_EMBED_SEQUENCES,
+            n_threads=threads,
+            embeddings=True,
+        )
+        context = self._model.new_context(params)
+        if context.pooling_none():
+            context.close()
+            context = self._model.new_context(replace(params, mean_pooling=True))
+        return context
 
     @property
     def n_ctx(self) -> int:
-        """The context window this instance was loaded with (`num_ctx`).
-
-        llama.cpp pads its context to a multiple of 256 (num_ctx 1000 gives 1024), while
-        llama-cpp-python keeps the prompt's tokens in an array of exactly num_ctx: the smaller
-        of the two is the room there is (a prompt fitted to 1024 overflowed the array of 1000:
-        "could not broadcast (496,) into (488,)")."""
-        return min(int(self._llm.n_ctx()), len(self._llm.input_ids))
+        """The context window of one request (`num_ctx`)."""
+        return self._n_ctx
 
     @property
     def metadata(self) -> Mapping[str, str]:
@@ -179,45 +194,26 @@ class LlamaCppEngine:
     @property
     def bos_token(self) -> str:
         """Text of the beginning-of-sequence token ("" if the model has none)."""
-        return self._token_text(int(self._llm.token_bos()))
+        return self._model.token_text(self._model.bos)
 
     @property
     def eos_token(self) -> str:
         """Text of the end-of-sequence token ("" if the model has none)."""
-        return self._token_text(int(self._llm.token_eos()))
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return bytes(self._lib.llama_vocab_get_text(self._vocab, token)).decode("utf-8", "replace")
+        return self._model.token_text(self._model.eos)
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Tokens for some text, without adding a BOS token.
 
         llama.cpp finds the special tokens of a text in time quadratic in their number (16,000
-        chat turns took 27 s, and llama-cpp-python tokenized twice what passed n_ctx_train
-        tokens). A long text is therefore cut just before special tokens into pieces of about
-        `_TOKENIZE_PIECE` characters: llama.cpp tokenizes the text between special tokens on
-        its own anyway, so the pieces give the same tokens, in linear time."""
+        chat turns took 27 s). A long text is therefore cut just before special tokens into
+        pieces of about `_TOKENIZE_PIECE` characters: llama.cpp tokenizes the text between
+        special tokens on its own anyway, so the pieces give the same tokens, in linear time."""
         if not special or len(text) <= _TOKENIZE_PIECE:
-            return self._tokenize(text.encode(), special)
+            return self._model.tokenize(text.encode(), special=special)
         tokens: list[int] = []
         for piece in self._split_at_specials(text):
-            tokens += self._tokenize(piece.encode(), special)
+            tokens += self._model.tokenize(piece.encode(), special=special)
         return tokens
-
-    def _tokenize(self, data: bytes, special: bool) -> list[int]:
-        capacity = len(data) + 2  # a token is at least a byte, plus a space prefix
-        while True:
-            buffer = (self._lib.llama_token * capacity)()
-            count = int(
-                self._lib.llama_tokenize(
-                    self._vocab, data, len(data), buffer, capacity, False, special
-                )
-            )
-            if count >= 0:
-                return list(buffer[:count])
-            capacity = -count
 
     def _split_at_specials(self, text: str) -> Iterator[str]:
         """The text cut before special tokens, in pieces of at least `_TOKENIZE_PIECE`."""
@@ -233,19 +229,17 @@ class LlamaCppEngine:
         looks for in a text (longest first, as it does), but none that strips the whitespace
         before it (that whitespace belongs to the text in front)."""
         if self._specials is None:
-            lib = self._lib
+            lib, model = self._lib, self._model
             kinds = (
                 lib.LLAMA_TOKEN_ATTR_CONTROL
                 | lib.LLAMA_TOKEN_ATTR_USER_DEFINED
                 | lib.LLAMA_TOKEN_ATTR_UNKNOWN
             )
-            texts = {
-                self._token_text(token)
-                for token in range(int(self._llm.n_vocab()))
-                if int(lib.llama_vocab_get_attr(self._vocab, token)) & kinds
-                and not int(lib.llama_vocab_get_attr(self._vocab, token))
-                & lib.LLAMA_TOKEN_ATTR_LSTRIP
-            }
+            texts = set()
+            for token in range(model.n_vocab):
+                attr = model.token_attr(token)
+                if attr & kinds and not attr & lib.LLAMA_TOKEN_ATTR_LSTRIP:
+                    texts.add(model.token_text(token))
             texts.discard("")
             longest_first = sorted(texts, key=len, reverse=True)
             # With no special tokens at all, nothing matches and the text stays whole.
@@ -254,15 +248,15 @@ class LlamaCppEngine:
 
     def detokenize(self, tokens: list[int]) -> str:
         """Text for some tokens (control tokens included, as `context` round-trips need)."""
-        return bytes(self._llm.detokenize(tokens, special=True)).decode("utf-8", "replace")
+        data = b"".join(self._piece(token, True) for token in tokens)
+        return data.decode("utf-8", "replace")
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         """Tokens for a rendered prompt: BOS is added when the model wants one and the
         template did not already write it (Jinja templates usually do, Go templates don't)."""
         tokens = self.tokenize(prompt)
-        bos = int(self._llm.token_bos())
-        wants_bos = bool(self._lib.llama_vocab_get_add_bos(self._vocab))
-        if wants_bos and bos >= 0 and (not tokens or tokens[0] != bos):
+        bos = self._model.bos
+        if self._model.add_bos and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)
         return tokens
 
@@ -273,6 +267,9 @@ class LlamaCppEngine:
         cancel: CancelToken | None = None,
     ) -> Iterator[GenerationEvent]:
         """Stream `TextChunk`s, then one `Completion` with Ollama's statistics."""
+        loop = self._loop
+        if loop is None:
+            raise EngineError("this model instance was loaded for embeddings")
         if isinstance(prompt, str):
             tokens = self.prompt_tokens(prompt)
         else:
@@ -280,32 +277,38 @@ class LlamaCppEngine:
             self._check_tokens(tokens)
         tokens, truncated = self._fit(tokens, sampling)
         sampler = SamplerChain(
-            self._lib, self._vocab, int(self._llm.n_vocab()), sampling, self.n_ctx
+            self._lib, self._model.vocab, self._model.n_vocab, sampling, self.n_ctx
         )
-        decoded = _Decoded()
+        job = Job(tokens, sampling, sampler, CancelToken(), truncated=truncated)
+        loop.submit(job)
         try:
-            started = time.perf_counter_ns()
-            evaluated = self._ingest(tokens, cancel)
-            prompt_duration = time.perf_counter_ns() - started
-            sampler.accept_history(tokens)
-            yield from self._decode(sampler, sampling, cancel, decoded)
+            while True:
+                event = self._next_event(job, cancel)
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Completion):
+                    return
         finally:
-            sampler.close()
-        yield Completion(
-            done_reason=decoded.reason,
-            prompt_eval_count=evaluated,
-            prompt_eval_duration=prompt_duration,
-            eval_count=len(decoded.tokens),
-            eval_duration=decoded.duration,
-            context=(*tokens, *decoded.tokens),
-            truncated=truncated,
-            stop_sequence=decoded.stop_sequence,
-        )
+            job.cancel.cancel()  # a consumer that stops reading frees the slot
+
+    @staticmethod
+    def _next_event(job: Job, cancel: CancelToken | None) -> JobEvent:
+        """The job's next event, passing the caller's cancellation on to the loop."""
+        if cancel is None:
+            return job.outbox.get()
+        while True:
+            if cancel.cancelled:
+                job.cancel.cancel()
+            try:
+                return job.outbox.get(timeout=_CANCEL_POLL)
+            except queue.Empty:
+                pass
 
     def _check_tokens(self, tokens: list[int]) -> None:
         """Token ids from a request (`context`) must exist: llama.cpp reads out of bounds
         for ids past its vocabulary."""
-        n_vocab = int(self._llm.n_vocab())
+        n_vocab = self._model.n_vocab
         for token in tokens:
             if not 0 <= token < n_vocab:
                 raise InvalidRequestError(
@@ -330,117 +333,70 @@ class LlamaCppEngine:
         logger.debug("prompt of %d tokens truncated to %d", len(tokens), keep + tail)
         return tokens[:keep] + tokens[len(tokens) - tail :], True
 
-    def _ingest(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
-        """Evaluate the prompt, reusing the cached common prefix; returns tokens evaluated.
-
-        The prompt goes in batch by batch, and a cancelled request stops between batches (a
-        long prompt takes minutes on a CPU)."""
-        llm = self._llm
-        cached = [int(t) for t in llm.input_ids[: llm.n_tokens]]
-        common = 0
-        # The last prompt token is always evaluated again: its logits pick the first answer token.
-        for cached_token, token in zip(cached, tokens[:-1], strict=False):
-            if cached_token != token:
-                break
-            common += 1
-        if common < len(cached) and not self._forget_from(common):
-            llm.reset()
-            common = 0
-        llm.n_tokens = common
-        step = max(1, int(llm.n_batch))
-        for start in range(common, len(tokens), step):
-            if cancel is not None and cancel.cancelled:
-                raise RequestCancelledError()
-            try:
-                llm.eval(tokens[start : start + step])
-            except RuntimeError as exc:
-                llm.reset()
-                raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
-        return len(tokens) - common
-
-    def _forget_from(self, position: int) -> bool:
-        """Drop the cached tokens from `position` on (False when the model can't, e.g. RNNs)."""
-        memory = self._lib.llama_get_memory(self._llm.ctx)
-        return memory is not None and bool(self._lib.llama_memory_seq_rm(memory, -1, position, -1))
-
-    def _decode(
-        self,
-        sampler: SamplerChain,
-        sampling: SamplingConfig,
-        cancel: CancelToken | None,
-        decoded: _Decoded,
-    ) -> Iterator[TextChunk]:
-        """The token loop: sample, stream the text, evaluate, until a stop condition."""
-        llm, lib, vocab, n_ctx = self._llm, self._lib, self._vocab, self.n_ctx
-        text = TextStream(sampling.stop)
-        limit = sampling.num_predict if sampling.num_predict >= 0 else -1
-        started = time.perf_counter_ns()
-        while limit != 0 and (cancel is None or not cancel.cancelled):
-            token = sampler.sample(llm.ctx)
-            if lib.llama_vocab_is_eog(vocab, token):
-                break
-            decoded.tokens.append(token)
-            piece = text.push(self._piece(token, sampling.special_tokens))
-            if piece:
-                yield TextChunk(piece)
-            if text.stopped:
-                decoded.stop_sequence = text.matched
-                break
-            if len(decoded.tokens) == limit or llm.n_tokens >= n_ctx:
-                decoded.reason = "length"  # the last token is not evaluated: nothing follows it
-                break
-            llm.eval([token])
-        if limit == 0:
-            decoded.reason = "length"
-        rest = text.finish()
-        if rest:
-            yield TextChunk(rest)
-        decoded.duration = time.perf_counter_ns() - started
-
     def _piece(self, token: int, special: bool = False) -> bytes:
         """The bytes a token stands for (cached: the same tokens come back all the time);
         control tokens print only with `special` (harmony's channel markers need them)."""
-        piece = self._pieces.get((token, special))
+        key = (token, special)
+        piece = self._pieces.get(key)
         if piece is None:
-            size = 32
-            while True:
-                buffer = ctypes.create_string_buffer(size)
-                written = int(
-                    self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
-                )
-                if written >= 0:
-                    break
-                size = -written
-            piece = self._pieces[(token, special)] = buffer.raw[:written]
+            piece = self._pieces[key] = self._model.piece(token, special=special)
         return piece
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """One mean-pooled (not normalised) embedding per text.
+    def _logprob_of(self, context: NativeContext, index: int, token: int, top: int) -> TokenLogprob:
+        return token_logprob(context.logits(index), token, top, self._piece)
 
-        Texts are embedded one at a time: llama-cpp-python mixes up the per-token rows of a
-        batch when the model has no pooling of its own (as chat models don't)."""
+    def cached_tokens(self) -> list[list[int]]:
+        """Each sequence slot's cached tokens (tests and debugging)."""
+        return self._loop.cached_tokens() if self._loop is not None else []
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One pooled (not normalised) embedding per text: the model's own pooling, or the
+        mean over its tokens for models without one. Several texts go in one decode, one
+        sequence each."""
+        context = self._context
         if not self.config.embedding:
             raise EngineError("this model instance was not loaded for embeddings")
-        vectors = []
-        for text in texts:
-            if not self.tokenize(text):  # llama.cpp fails (and corrupts its batch) on no tokens
-                raise InvalidRequestError("cannot embed an empty input")
-            try:
-                vectors.append(_pooled(self._llm.embed(text)))
-            except (ValueError, RuntimeError) as exc:
-                raise EngineError(f"llama.cpp could not embed the input: {exc}") from exc
+        inputs = [self.tokenize(text) for text in texts]
+        if any(not tokens for tokens in inputs):  # llama.cpp fails on an input of no tokens
+            raise InvalidRequestError("cannot embed an empty input")
+        vectors: list[list[float]] = []
+        n_batch = context.params.n_batch
+        batch = context.new_batch(n_batch)
+        try:
+            start = 0
+            while start < len(inputs):
+                group = _embedding_group(inputs[start:], n_batch)
+                batch.clear()
+                for seq_id, tokens in enumerate(group):
+                    for position, token in enumerate(tokens):
+                        batch.add(token, position, seq_id, logits=True)
+                context.clear()
+                if context.decode(batch) != 0:
+                    raise EngineError("llama.cpp could not embed the input")
+                vectors += [context.pooled_embedding(seq_id) for seq_id in range(len(group))]
+                start += len(group)
+        finally:
+            batch.close()
         return vectors
 
     def close(self) -> None:
-        """Free the model's memory (idempotent)."""
+        """Free the model's memory (idempotent); running generations end with an error."""
         if not self._closed:
             self._closed = True
-            self._llm.close()
+            if self._loop is not None:
+                self._loop.close()
+            self._context.close()
+            self._model.close()
 
 
-def _pooled(vector: list[float] | list[list[float]]) -> list[float]:
-    """Mean over tokens when llama.cpp returns one vector per token (models without pooling)."""
-    if not vector or not isinstance(vector[0], list):
-        return [float(v) for v in vector]  # type: ignore[arg-type]  # already pooled
-    rows = [row for row in vector if isinstance(row, list)]
-    return [sum(column) / len(rows) for column in zip(*rows, strict=True)]
+def _embedding_group(inputs: list[list[int]], n_batch: int) -> list[list[int]]:
+    """The next inputs that fit in one batch together (at least one; each fits alone)."""
+    group: list[list[int]] = []
+    used = 0
+    for tokens in inputs[:_EMBED_SEQUENCES]:
+        tokens = tokens[:n_batch]
+        if group and used + len(tokens) > n_batch:
+            break
+        group.append(tokens)
+        used += len(tokens)
+    return group

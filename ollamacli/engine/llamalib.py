@@ -123,12 +123,12 @@ class SamplerChain:
             for token in tokens[-self._last_n :]:
                 self._lib.llama_sampler_accept(self._penalties, token)
 
-    def sample(self, ctx: Any) -> int:
-        """Pick the next token from the last evaluated position (and record it)."""
+    def sample(self, ctx: Any, index: int = -1) -> int:
+        """Pick the next token from the logits of batch entry `index` (and record it)."""
         if self._grammar is None:
-            return int(self._lib.llama_sampler_sample(self._chain, ctx, -1))
+            return int(self._lib.llama_sampler_sample(self._chain, ctx, index))
         lib = self._lib
-        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, -1), shape=(self._n_vocab,))
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
         token = self._draw(logits, grammar=False)
         if not self._grammar_allows(token):
             token = self._draw(logits, grammar=True)

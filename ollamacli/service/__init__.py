@@ -46,7 +46,7 @@ def build_services(
     if engine_factory is None:
         from ollamacli.engine.llama import LlamaCppFactory
 
-        engine_factory = LlamaCppFactory(verbose=settings.debug)
+        engine_factory = LlamaCppFactory(verbose=settings.debug, parallel=settings.num_parallel)
     store = Store(settings.models)
     scheduler = Scheduler(
         engine_factory,

@@ -128,6 +128,10 @@ class RecordingEngine:
         return self._inner.metadata
 
     @property
+    def parallel(self) -> int:
+        return self._inner.parallel
+
+    @property
     def bos_token(self) -> str:
         return self._inner.bos_token
 
