@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ollamacli.engine.base import (
     CancelToken,
     Completion,
@@ -28,6 +30,7 @@ from ollamacli.engine.base import (
     TextChunk,
 )
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
+from ollamacli.engine.logprobs import PendingLogprobs, token_logprob
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.streaming import TextStream
 from ollamacli.engine.structured import check_grammar, check_json_schema
@@ -373,16 +376,20 @@ class LlamaCppEngine:
         """The token loop: sample, stream the text, evaluate, until a stop condition."""
         llm, lib, vocab, n_ctx = self._llm, self._lib, self._vocab, self.n_ctx
         text = TextStream(sampling.stop)
+        pending = PendingLogprobs()  # each token's logprob rides on the next chunk emitted
         limit = sampling.num_predict if sampling.num_predict >= 0 else -1
         started = time.perf_counter_ns()
         while limit != 0 and (cancel is None or not cancel.cancelled):
+            logits = self._logits() if sampling.logprobs else None
             token = sampler.sample(llm.ctx)
             if lib.llama_vocab_is_eog(vocab, token):
                 break
             decoded.tokens.append(token)
+            if logits is not None:
+                pending.add(token_logprob(logits, token, sampling.top_logprobs, self._shown))
             piece = text.push(self._piece(token, sampling.special_tokens))
             if piece:
-                yield TextChunk(piece)
+                yield pending.chunk(piece)
             if text.stopped:
                 decoded.stop_sequence = text.matched
                 break
@@ -392,10 +399,19 @@ class LlamaCppEngine:
             llm.eval([token])
         if limit == 0:
             decoded.reason = "length"
-        rest = text.finish()
-        if rest:
-            yield TextChunk(rest)
+        last = pending.finish(text.finish())
+        if last is not None:
+            yield last
         decoded.duration = time.perf_counter_ns() - started
+
+    def _logits(self) -> np.ndarray[Any, Any]:
+        """A copy of the raw logits of the last evaluated position (the whole vocabulary)."""
+        pointer = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(int(self._llm.n_vocab()),)).copy()
+
+    def _shown(self, token: int) -> bytes:
+        """A token's bytes as logprobs show it: control tokens by name (`<|im_end|>`)."""
+        return self._piece(token, True)
 
     def _piece(self, token: int, special: bool = False) -> bytes:
         """The bytes a token stands for (cached: the same tokens come back all the time);
