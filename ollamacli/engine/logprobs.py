@@ -60,16 +60,19 @@ def _best(row: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:
 
     The `count`-th largest of every `_STRIDE`-th logit is a floor that at least `count`
     logits reach, so the best are among those (a few hundred, not the vocabulary); only they
-    are partitioned. This is exact and several times faster than partitioning the whole row."""
+    are partitioned. This is exact and several times faster than partitioning the whole row.
+    Ties go to the lower id, as llama.cpp's greedy sampler picks the first best token."""
     size = row.shape[0]
     if size >= 4 * _STRIDE * count:
         sample = np.partition(row[::_STRIDE], -count)
         candidates = np.flatnonzero(row >= sample[-count])
     else:
         candidates = np.arange(size)
-    chosen = np.argpartition(row[candidates], -count)[-count:]
-    best = candidates[chosen]
-    return best[np.lexsort((best, -row[best]))]
+    values = row[candidates]
+    floor = np.partition(values, -count)[-count]
+    best = candidates[values >= floor]  # the best, and every token tied with the last of them
+    ordered: np.ndarray[Any, Any] = best[np.lexsort((best, -row[best]))[:count]]
+    return ordered
 
 
 def _top(token: int, logprob: float, piece: Callable[[int], bytes]) -> TopLogprob:
