@@ -14,7 +14,10 @@ from ollamacli.engine.base import (
     LoadConfig,
     SamplingConfig,
     TextChunk,
+    TokenLogprob,
+    TopLogprob,
 )
+from ollamacli.engine.logprobs import PendingLogprobs
 from ollamacli.errors import EngineError
 
 LABELLED_JINJA = (
@@ -74,6 +77,7 @@ class FakeEngine:
         count = 0
         reason = "stop"
         matched: str | None = None
+        pending = PendingLogprobs()
         for piece in pieces:
             if cancel is not None and cancel.cancelled:
                 break
@@ -82,13 +86,15 @@ class FakeEngine:
                 break
             if self.delay:
                 time.sleep(self.delay)
+            if sampling.logprobs:
+                pending.add(fake_logprob(piece, count, sampling.top_logprobs))
             count += 1
             matched = next((stop for stop in sampling.stop if stop in piece), None)
             if matched is not None:  # a stop string ends the answer (within one piece only)
-                if before := piece[: piece.index(matched)]:
-                    yield TextChunk(before)
+                if last := pending.finish(piece[: piece.index(matched)]):
+                    yield last
                 break
-            yield TextChunk(piece)
+            yield pending.chunk(piece)
         yield Completion(
             done_reason=reason,  # type: ignore[arg-type]
             prompt_eval_count=len(prompt_tokens),
@@ -104,6 +110,18 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+def fake_logprob(piece: str, index: int, top: int) -> TokenLogprob:
+    """The scripted logprob of the `index`-th piece: -(index + 1) / 8, as token id `index`;
+    its `top` alternatives are the piece itself, then `~1`, `~2` ... one nat less likely each."""
+    logprob = -(index + 1) / 8
+    data = tuple(piece.encode())
+    alternatives = [TopLogprob(piece, index, logprob, data)]
+    alternatives += [
+        TopLogprob(f"~{k}", 1000 + k, logprob - k, tuple(f"~{k}".encode())) for k in range(1, top)
+    ]
+    return TokenLogprob(piece, index, logprob, data, tuple(alternatives[:top]))
 
 
 @dataclass

@@ -45,10 +45,9 @@ from ollamacli.engine.base import (
     DoneReason,
     GenerationEvent,
     SamplingConfig,
-    TextChunk,
-    TokenLogprob,
 )
 from ollamacli.engine.llamalib import SamplerChain
+from ollamacli.engine.logprobs import PendingLogprobs, token_logprob
 from ollamacli.engine.native import NativeContext
 from ollamacli.engine.streaming import TextStream
 from ollamacli.errors import EngineError, RequestCancelledError
@@ -57,9 +56,6 @@ logger = logging.getLogger(__name__)
 
 JobEvent = GenerationEvent | BaseException
 """What a job's outbox carries: text chunks, then a `Completion` or an exception."""
-
-LogprobOf = Callable[[NativeContext, int, int, int], TokenLogprob]
-"""(context, batch index, chosen token, top alternatives) -> the token's log-probability."""
 
 _SHARE_MIN = 16
 """Tokens: a shorter common prefix is evaluated again rather than shared (not worth it)."""
@@ -95,7 +91,7 @@ class Job:
     next_token: int = -1  # the sampled token to evaluate in the next step
     generated: list[int] = field(default_factory=list)
     stream: TextStream | None = None
-    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    logprobs: PendingLogprobs = field(default_factory=PendingLogprobs)
     waiting_for: Slot | None = None
     wait_until: int = 0
     started: int = 0  # perf_counter_ns when admitted
@@ -123,13 +119,11 @@ class BatchLoop:
         shape: LoopShape,
         *,
         piece: Callable[[int, bool], bytes],
-        logprob_of: LogprobOf,
     ) -> None:
         self._model = context.model
         self._context = context
         self._n_ctx_seq = shape.n_ctx_seq
         self._piece = piece
-        self._logprob_of = logprob_of
         self._batch = context.new_batch(max(shape.n_batch, shape.n_seq))
         self._slots = [Slot(seq_id) for seq_id in range(shape.n_seq)]
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -336,19 +330,17 @@ class BatchLoop:
     def _sample(self, job: Job, index: int) -> None:
         slot, stream, sampling = _slot_of(job), job.stream, job.sampling
         assert stream is not None
+        logits = self._context.logits(index).copy() if sampling.logprobs else None
         token = job.sampler.sample(self._context.handle, index)
         if self._model.is_eog(token):
             self._complete(job)
             return
-        if sampling.logprobs:
-            job.pending_logprobs.append(
-                self._logprob_of(self._context, index, token, sampling.top_logprobs)
-            )
+        if logits is not None:
+            job.logprobs.add(token_logprob(logits, token, sampling.top_logprobs, self._shown))
         job.generated.append(token)
         text = stream.push(self._piece(token, sampling.special_tokens))
         if text:
-            job.outbox.put(TextChunk(text, tuple(job.pending_logprobs)))
-            job.pending_logprobs.clear()
+            job.outbox.put(job.logprobs.chunk(text))
         if stream.stopped:
             job.stop_sequence = stream.matched
             self._complete(job)
@@ -360,13 +352,16 @@ class BatchLoop:
             return
         job.next_token = token
 
+    def _shown(self, token: int) -> bytes:
+        """A token's bytes as logprobs show it: control tokens by name (`<|im_end|>`)."""
+        return self._piece(token, True)
+
     def _complete(self, job: Job) -> None:
         """End a generating job normally, with its statistics."""
         stream = job.stream
-        rest = stream.finish() if stream is not None else ""
-        if rest or job.pending_logprobs:
-            job.outbox.put(TextChunk(rest, tuple(job.pending_logprobs)))
-            job.pending_logprobs.clear()
+        last = job.logprobs.finish(stream.finish() if stream is not None else "")
+        if last is not None:
+            job.outbox.put(last)
         now = time.perf_counter_ns()
         prompt_end = job.finished_prompt_at or now
         job.outbox.put(

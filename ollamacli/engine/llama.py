@@ -23,11 +23,9 @@ from ollamacli.engine.base import (
     GenerationEvent,
     LoadConfig,
     SamplingConfig,
-    TokenLogprob,
 )
 from ollamacli.engine.batch import BatchLoop, Job, JobEvent, LoopShape
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
-from ollamacli.engine.logprobs import token_logprob
 from ollamacli.engine.native import ContextParams, NativeContext, NativeModel
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.structured import check_grammar, check_json_schema
@@ -160,7 +158,6 @@ class LlamaCppEngine:
                 self._context,
                 LoopShape(n_seq=parallel, n_ctx_seq=config.num_ctx, n_batch=n_batch),
                 piece=self._piece,
-                logprob_of=self._logprob_of,
             )
         except BaseException:
             self._context.close()
@@ -341,9 +338,6 @@ class LlamaCppEngine:
         if piece is None:
             piece = self._pieces[key] = self._model.piece(token, special=special)
         return piece
-
-    def _logprob_of(self, context: NativeContext, index: int, token: int, top: int) -> TokenLogprob:
-        return token_logprob(context.logits(index), token, top, self._piece)
 
     def cached_tokens(self) -> list[list[int]]:
         """Each sequence slot's cached tokens (tests and debugging)."""

@@ -128,17 +128,18 @@ def wanted_capabilities(body: GenerateBody | ChatBody) -> tuple[str, ...]:
     return tuple(needs)
 
 
-def _check_common(body: GenerateBody | ChatBody) -> None:
-    if body.top_logprobs is not None and not 0 <= body.top_logprobs <= 20:
+def top_logprobs(value: int | None) -> int:
+    """`top_logprobs`: 0 to 20, Ollama's 400 otherwise (it asks for nothing without
+    `logprobs`, as in Ollama)."""
+    if value is not None and not 0 <= value <= 20:
         raise InvalidRequestError("top_logprobs must be between 0 and 20")
-    if body.logprobs:
-        raise InvalidRequestError("logprobs are not supported by this server")
+    return value or 0
 
 
 def generate_request(body: GenerateBody) -> GenerateRequest:
     """A GenerateRequest from `/api/generate`'s body."""
     name = model_name(body.model_name)
-    _check_common(body)
+    top = top_logprobs(body.top_logprobs)
     if body.raw and (body.template or body.system or body.context):
         raise InvalidRequestError("raw mode does not support template, system, or context")
     return GenerateRequest(
@@ -153,6 +154,8 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
         keep_alive=keep_alive(body.keep_alive),
         truncate=body.truncate is not False,
         think=check_think(body.think),
+        logprobs=bool(body.logprobs),
+        top_logprobs=top,
     )
 
 
@@ -174,7 +177,7 @@ def chat_message(message: MessageBody) -> ChatMessage:
 def chat_request(body: ChatBody) -> ChatRequest:
     """A ChatRequest from `/api/chat`'s body."""
     name = model_name(body.model_name)
-    _check_common(body)
+    top = top_logprobs(body.top_logprobs)
     return ChatRequest(
         model=name,
         messages=tuple(chat_message(m) for m in body.messages or ()),
@@ -185,6 +188,8 @@ def chat_request(body: ChatBody) -> ChatRequest:
         keep_alive=keep_alive(body.keep_alive),
         truncate=body.truncate is not False,
         think=check_think(body.think),
+        logprobs=bool(body.logprobs),
+        top_logprobs=top,
     )
 
 

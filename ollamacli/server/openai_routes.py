@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.engine.base import ChatMessage, TextChunk, TokenLogprob, ToolCall, TopLogprob
 from ollamacli.engine.thinking import ThinkValue
 from ollamacli.errors import InvalidRequestError
 from ollamacli.names import ModelName
@@ -173,7 +173,60 @@ def chat_request(body: ChatCompletionBody) -> ChatRequest:
         tools=tuple(body.tools or ()),
         tool_choice=convert.tool_choice(body.tool_choice),
         think=think_from_effort(body),
+        logprobs=bool(body.logprobs),
+        top_logprobs=convert.top_logprobs(body.top_logprobs),
     )
+
+
+def completion_request(body: CompletionBody) -> GenerateRequest:
+    """An Ollama generate request from an OpenAI (legacy) completion request: `logprobs: n`
+    above 0 asks for logprobs with n alternatives, as Ollama maps it (0 asks for none)."""
+    if body.suffix:
+        raise InvalidRequestError(f'"{body.model}" does not support insert')
+    wanted = body.logprobs is not None and body.logprobs > 0
+    return GenerateRequest(
+        model=convert.model_name(body.model),
+        prompt=body.prompt,
+        options=convert.options(_options(body, body.max_tokens)),
+        logprobs=wanted,
+        top_logprobs=convert.top_logprobs(body.logprobs if wanted else 0),
+    )
+
+
+def _entry_json(entry: TokenLogprob | TopLogprob) -> dict[str, object]:
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(entry.bytes)}
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, object]:
+    """A chat choice's `logprobs`: `{"content": [{"token", "logprob", "bytes",
+    "top_logprobs": [...]}]}`."""
+    return {
+        "content": [
+            {**_entry_json(entry), "top_logprobs": [_entry_json(top) for top in entry.top]}
+            for entry in entries
+        ]
+    }
+
+
+def legacy_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dict[str, object]:
+    """A text completion choice's `logprobs`, the legacy shape: parallel lists of `tokens`,
+    `token_logprobs`, `top_logprobs` (`{token: logprob}` each) and `text_offset` (where each
+    token starts in the answer, in characters, from `offset`)."""
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += _characters(entry.bytes)
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [{top.token: top.logprob for top in entry.top} for entry in entries],
+        "text_offset": offsets,
+    }
+
+
+def _characters(data: Sequence[int]) -> int:
+    """Characters that start in some UTF-8 bytes (a token may hold part of one)."""
+    return sum(1 for byte in data if byte & 0xC0 != 0x80)
 
 
 def call_id(call: ToolCall) -> str:
@@ -199,11 +252,15 @@ def finish_reason(reply: ChatReply) -> str:
 class OpenAIRendering(ChatRendering):
     """Events as OpenAI chat completions (`chat=True`) or text completions."""
 
-    def __init__(self, model: str, *, chat: bool, include_usage: bool = False) -> None:
+    def __init__(
+        self, model: str, *, chat: bool, include_usage: bool = False, logprobs: bool = False
+    ) -> None:
         super().__init__()
         self.model = model
         self.chat = chat
         self.include_usage = include_usage
+        self.logprobs = logprobs  # asked for: every choice carries `logprobs` (maybe null)
+        self._offset = 0  # characters of the streamed tokens so far (legacy `text_offset`)
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{random.randint(0, 998)}"
         self.created = int(time.time())
 
@@ -226,9 +283,11 @@ class OpenAIRendering(ChatRendering):
         *,
         chunk: bool,
         reasoning: str = "",
+        logprobs: Sequence[TokenLogprob] = (),
     ) -> dict[str, object]:
         if not self.chat:
-            return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+            legacy = legacy_logprobs(logprobs, self._offset) if logprobs else None
+            return {"text": text, "index": 0, "logprobs": legacy, "finish_reason": reason}
         message: dict[str, object] = {"role": "assistant", "content": text}
         if reasoning:
             message["reasoning"] = reasoning  # Ollama's field for the trace
@@ -242,24 +301,38 @@ class OpenAIRendering(ChatRendering):
                 }
                 for i, call in enumerate(calls)
             ]
-        return {"index": 0, "delta" if chunk else "message": message, "finish_reason": reason}
+        choice: dict[str, object] = {"index": 0, "delta" if chunk else "message": message}
+        if self.logprobs:
+            choice["logprobs"] = chat_logprobs(logprobs) if logprobs or not chunk else None
+        choice["finish_reason"] = reason
+        return choice
 
-    def _chunk(self, text: str, calls: tuple[ToolCall, ...], reason: str | None) -> bytes:
-        return sse_event(
-            self._envelope([self._choice(text, calls, reason, chunk=True)], chunk=True)
-        )
+    def _chunk(
+        self,
+        text: str,
+        calls: tuple[ToolCall, ...],
+        reason: str | None,
+        logprobs: Sequence[TokenLogprob] = (),
+    ) -> bytes:
+        choice = self._choice(text, calls, reason, chunk=True, logprobs=logprobs)
+        self._offset += sum(_characters(entry.bytes) for entry in logprobs)
+        return sse_event(self._envelope([choice], chunk=True))
 
     def stream(self, event: ChatEvent) -> Iterator[bytes]:
-        """SSE events for one chat event."""
+        """SSE events for one chat event (tokens' logprobs on the event they came with)."""
         if isinstance(event, TextChunk):
-            if event.text:
-                yield self._chunk(event.text, (), None)
+            if event.text or event.logprobs:
+                yield self._chunk(event.text, (), None, event.logprobs)
         elif isinstance(event, ThinkingChunk):
             if event.text and self.chat:
-                choice = self._choice("", (), None, chunk=True, reasoning=event.text)
+                choice = self._choice(
+                    "", (), None, chunk=True, reasoning=event.text, logprobs=event.logprobs
+                )
                 yield sse_event(self._envelope([choice], chunk=True))
+            elif event.logprobs:  # a text completion shows no trace, but its tokens count
+                yield self._chunk("", (), None, event.logprobs)
         elif isinstance(event, ToolCallsChunk):
-            yield self._chunk("", event.calls, None)
+            yield self._chunk("", event.calls, None, event.logprobs)
         else:
             yield self._chunk("", (), finish_reason(self.folder.reply()))
             if self.include_usage:
@@ -280,6 +353,7 @@ class OpenAIRendering(ChatRendering):
             finish_reason(reply),
             chunk=False,
             reasoning=reply.thinking,
+            logprobs=reply.logprobs,
         )
         return {**self._envelope([choice], chunk=False), "usage": usage(reply.done)}
 
@@ -289,7 +363,9 @@ async def chat_completions(request: Request) -> Response:
     body = parse_body(await request.body(), ChatCompletionBody)
     req = chat_request(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    completion = OpenAIRendering(body.model, chat=True, include_usage=include_usage)
+    completion = OpenAIRendering(
+        body.model, chat=True, include_usage=include_usage, logprobs=req.logprobs
+    )
     chat = services_of(request).chat
     work = iterate(lambda cancel: chat.chat(req, cancel))
     return await respond(request, work, completion, stream=bool(body.stream))
@@ -298,15 +374,11 @@ async def chat_completions(request: Request) -> Response:
 @router.post("/completions")
 async def completions(request: Request) -> Response:
     body = parse_body(await request.body(), CompletionBody)
-    if body.suffix:
-        raise InvalidRequestError(f'"{body.model}" does not support insert')
-    req = GenerateRequest(
-        model=convert.model_name(body.model),
-        prompt=body.prompt,
-        options=convert.options(_options(body, body.max_tokens)),
-    )
+    req = completion_request(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    completion = OpenAIRendering(body.model, chat=False, include_usage=include_usage)
+    completion = OpenAIRendering(
+        body.model, chat=False, include_usage=include_usage, logprobs=req.logprobs
+    )
     chat = services_of(request).chat
     work = iterate(lambda cancel: chat.generate(req, cancel))
     return await respond(request, work, completion, stream=bool(body.stream))

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 
-from ollamacli.engine.base import TextChunk, ToolCall
+from ollamacli.engine.base import TextChunk, TokenLogprob, ToolCall, TopLogprob
 from ollamacli.gguffile import ArraySummary
 from ollamacli.parameters import OptionValue
 from ollamacli.progress import ProgressEvent
@@ -15,7 +15,7 @@ from ollamacli.scheduler import LoadedInfo
 from ollamacli.server.errors import message_for
 from ollamacli.server.respond import ChatRendering
 from ollamacli.server.streaming import NDJSON, json_line
-from ollamacli.service.events import ChatDone, ChatEvent, ChatReply, ThinkingChunk, ToolCallsChunk
+from ollamacli.service.events import ChatDone, ChatEvent, ChatReply, ToolCallsChunk
 from ollamacli.service.show import ModelInfo
 from ollamacli.store import ManifestEntry
 
@@ -60,6 +60,25 @@ def tool_calls_json(calls: Iterable[ToolCall]) -> list[dict[str, object]]:
     return rendered
 
 
+def _token_json(entry: TokenLogprob | TopLogprob) -> dict[str, object]:
+    data: dict[str, object] = {"token": entry.token, "logprob": entry.logprob}
+    if entry.bytes:
+        data["bytes"] = list(entry.bytes)
+    return data
+
+
+def logprobs_json(entries: Iterable[TokenLogprob]) -> list[dict[str, object]]:
+    """Ollama's `logprobs`: `[{"token", "logprob", "bytes", "top_logprobs": [...]}]` (api/types.go
+    `Logprob`; empty `bytes` and `top_logprobs` omitted)."""
+    rendered = []
+    for entry in entries:
+        data = _token_json(entry)
+        if entry.top:
+            data["top_logprobs"] = [_token_json(top) for top in entry.top]
+        rendered.append(data)
+    return rendered
+
+
 class OllamaRendering(ChatRendering):
     """Chat/generate events as Ollama's NDJSON chunks, or one aggregated object."""
 
@@ -89,14 +108,22 @@ class OllamaRendering(ChatRendering):
         return data
 
     def chunk(self, event: ChatEvent) -> dict[str, object] | None:
-        """The NDJSON object for one event (None for nothing to send)."""
-        if isinstance(event, TextChunk):
-            return {**self._base(event.text), "done": False} if event.text else None
-        if isinstance(event, ThinkingChunk):
-            return {**self._base("", thinking=event.text), "done": False} if event.text else None
+        """The NDJSON object for one event (None for nothing to send); a chunk with logprobs
+        goes out even with no text (Ollama's, while a parser holds the text back)."""
+        if isinstance(event, ChatDone):
+            return self.final(event, "")
         if isinstance(event, ToolCallsChunk):
-            return {**self._base("", event.calls), "done": False}
-        return self.final(event, "")
+            data = self._base("", event.calls)
+        elif not event.text and not event.logprobs:
+            return None
+        elif isinstance(event, TextChunk):
+            data = self._base(event.text)
+        else:
+            data = self._base("", thinking=event.text)
+        data["done"] = False
+        if event.logprobs:
+            data["logprobs"] = logprobs_json(event.logprobs)
+        return data
 
     def stream(self, event: ChatEvent) -> Iterator[bytes]:
         """NDJSON bytes for one event."""
@@ -124,8 +151,11 @@ class OllamaRendering(ChatRendering):
         return data
 
     def render(self, reply: ChatReply) -> dict[str, object]:
-        """The single object of a non-streamed answer."""
-        return self.final(reply.done, reply.text, reply.tool_calls, reply.thinking)
+        """The single object of a non-streamed answer (every token's logprobs, if asked)."""
+        data = self.final(reply.done, reply.text, reply.tool_calls, reply.thinking)
+        if reply.logprobs:
+            data["logprobs"] = logprobs_json(reply.logprobs)
+        return data
 
 
 class ProgressRendering:

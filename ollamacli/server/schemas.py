@@ -197,6 +197,8 @@ class ChatCompletionBody(_OpenAISampling):
     tool_choice: ToolChoiceValue | None = None
     reasoning_effort: StrictStr | None = None
     reasoning: JsonObject | None = None  # {"effort": ...}, the Responses-style spelling
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = None
 
 
 class OpenAIEmbeddingBody(Body):
@@ -209,6 +211,7 @@ class OpenAIEmbeddingBody(Body):
 class CompletionBody(_OpenAISampling):
     prompt: StrictStr
     suffix: StrictStr | None = None
+    logprobs: StrictInt | None = None  # how many alternatives (the legacy API's one field)
 
 
 class ResponsesMessageItem(Body):

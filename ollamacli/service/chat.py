@@ -31,6 +31,7 @@ from ollamacli.engine.base import (
     Engine,
     SamplingConfig,
     TextChunk,
+    TokenLogprob,
 )
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.reasoning import ThinkingStyle, output_reader, thinking_style
@@ -85,6 +86,8 @@ class ChatRequest:
     keep_alive: float | None = None
     truncate: bool = True
     think: ThinkValue = None
+    logprobs: bool = False  # report each generated token's log-probability
+    top_logprobs: int = 0  # and this many alternatives (0-20, only with `logprobs`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,8 @@ class GenerateRequest:
     keep_alive: float | None = None
     truncate: bool = True
     think: ThinkValue = None
+    logprobs: bool = False  # report each generated token's log-probability
+    top_logprobs: int = 0  # and this many alternatives (0-20, only with `logprobs`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,7 @@ class ChatService:
                 "format cannot be combined with a tool_choice that requires a call"
             )
         sampling = self._sampling(prepared, request.format, request.truncate)
+        sampling = _with_logprobs(sampling, request.logprobs, request.top_logprobs)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
             constrained = bool(request.format) or (tools.active and tools.choice.forced)
@@ -243,6 +249,7 @@ class ChatService:
             yield from self._load_only(prepared, request.keep_alive, started)
             return
         sampling = self._sampling(prepared, request.format, request.truncate)
+        sampling = _with_logprobs(sampling, request.logprobs, request.top_logprobs)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
             reasoning = self._reasoning(
@@ -340,7 +347,7 @@ class ChatService:
         reader, splitter = readers
         for event in lease.engine.generate(prompt.content, sampling, cancel):
             if isinstance(event, TextChunk):
-                yield from _answer_events(event.text, reader, splitter)
+                yield from _answer_events(event.text, reader, splitter, event.logprobs)
                 continue
             yield from _answer_events(None, reader, splitter)
             if splitter is not None:
@@ -408,6 +415,13 @@ def _tool_prompt(
     return _fit_conversation(engine, template, messages, offered, fit)
 
 
+def _with_logprobs(sampling: SamplingConfig, logprobs: bool, top: int) -> SamplingConfig:
+    """Logprobs as the request asks (as Ollama, `top_logprobs` alone asks for nothing)."""
+    if not logprobs:
+        return sampling
+    return dataclasses.replace(sampling, logprobs=True, top_logprobs=max(0, min(top, 20)))
+
+
 def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
     """Harmony's channel markers are control tokens: the engine must print them."""
     if reasoning.style is not None and reasoning.style.kind == "harmony":
@@ -452,20 +466,33 @@ class _TraceReader:
 
 
 def _answer_events(
-    text: str | None, reader: _TraceReader | None, splitter: ToolCallStream | None
+    text: str | None,
+    reader: _TraceReader | None,
+    splitter: ToolCallStream | None,
+    logprobs: tuple[TokenLogprob, ...] = (),
 ) -> Iterator[ChatEvent]:
     """Events for a piece of output (None: the end): thinking, then answer text with tool
-    calls held back by the splitter, then calls the reader found itself (harmony)."""
+    calls held back by the splitter, then calls the reader found itself (harmony).
+
+    The piece's logprobs ride on the first of them; when a parser holds the whole piece back,
+    on an empty text chunk (Ollama still sends them: a chunk with logprobs and no content)."""
     split = reader.split(text) if reader is not None else ThinkingSplit(content=text or "")
+    events: list[TextChunk | ThinkingChunk | ToolCallsChunk] = []
     if split.thinking:
-        yield ThinkingChunk(split.thinking)
+        events.append(ThinkingChunk(split.thinking))
     content = split.content
     if splitter is not None and content:
         content = splitter.push(content)
     if content:
-        yield TextChunk(content)
+        events.append(TextChunk(content))
     if split.calls:
-        yield ToolCallsChunk(split.calls)
+        events.append(ToolCallsChunk(split.calls))
+    if logprobs:
+        if events:
+            events[0] = dataclasses.replace(events[0], logprobs=logprobs)
+        else:
+            events.append(TextChunk("", logprobs))
+    yield from events
 
 
 def _split_rest(splitter: ToolCallStream) -> Iterator[ChatEvent]:

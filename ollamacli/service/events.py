@@ -4,6 +4,11 @@ Every front end renders the same events: the CLI prints the text as it comes; th
 streams them in Ollama's, OpenAI's or Anthropic's shapes, or folds them (`fold`, `ReplyFolder`)
 into a `ChatReply` for a non-streamed answer. A streaming renderer folds as it goes, so the
 last event of a stream can carry the same whole reply a non-streamed answer would.
+
+With logprobs asked for, the events carry the generated tokens' log-probabilities, each token
+exactly once and in order, on the event its text produced first (a trace, the answer, or the
+tool calls); tokens whose text produced no event yet (held back by a parser) go on an empty
+`TextChunk`, as Ollama sends a chunk with logprobs and no content.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ollamacli.engine.base import TextChunk, ToolCall
+from ollamacli.engine.base import TextChunk, TokenLogprob, ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,7 @@ class ThinkingChunk:
     """A piece of the reasoning trace, kept apart from the answer."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,7 @@ class ToolCallsChunk:
     """Tool calls parsed from the model's output."""
 
     calls: tuple[ToolCall, ...]
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,7 @@ class ChatReply:
     tool_calls: tuple[ToolCall, ...]
     done: ChatDone
     thinking: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()  # every generated token's, when asked for
 
 
 class ReplyFolder:
@@ -64,10 +72,13 @@ class ReplyFolder:
         self._texts: list[str] = []
         self._thinking: list[str] = []
         self._calls: list[ToolCall] = []
+        self._logprobs: list[TokenLogprob] = []
         self._done: ChatDone | None = None
 
     def add(self, event: ChatEvent) -> None:
         """Take one more event into the reply."""
+        if not isinstance(event, ChatDone):
+            self._logprobs.extend(event.logprobs)
         if isinstance(event, TextChunk):
             self._texts.append(event.text)
         elif isinstance(event, ThinkingChunk):
@@ -90,7 +101,7 @@ class ReplyFolder:
     def reply(self) -> ChatReply:
         """The reply so far (ended with "stop" if the final event has not come)."""
         done = self._done or ChatDone(done_reason="stop")
-        return ChatReply(self.text, tuple(self._calls), done, self.thinking)
+        return ChatReply(self.text, tuple(self._calls), done, self.thinking, tuple(self._logprobs))
 
 
 def fold(events: Iterable[ChatEvent]) -> ChatReply:

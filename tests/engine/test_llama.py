@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -325,3 +327,55 @@ def test_an_unloadable_file_is_a_one_line_load_error(tmp_path):
         LlamaCppFactory().load(LoadConfig(broken, num_ctx=128))
     assert str(broken) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def logprob_run(
+    engine: LlamaCppEngine, prompt: str, sampling: SamplingConfig
+) -> tuple[list[TextChunk], Completion]:
+    *chunks, done = engine.generate(prompt, sampling)
+    assert isinstance(done, Completion)
+    assert all(isinstance(chunk, TextChunk) for chunk in chunks)
+    return chunks, done  # type: ignore[return-value]  # checked just above
+
+
+def test_logprobs_of_greedy_tokens_top_the_alternatives(engine):
+    sampling = SamplingConfig(temperature=0, num_predict=8, logprobs=True, top_logprobs=5)
+    chunks, done = logprob_run(engine, chat("Name a colour."), sampling)
+    entries = [entry for chunk in chunks for entry in chunk.logprobs]
+    assert len(entries) == done.eval_count > 0
+    assert [e.token_id for e in entries] == list(done.context[-done.eval_count :])
+    for entry in entries:
+        tops = [top.logprob for top in entry.top]
+        assert len(tops) == 5
+        assert tops == sorted(tops, reverse=True)
+        assert all(value <= 0 for value in [entry.logprob, *tops])
+        assert sum(math.exp(value) for value in tops) <= 1 + 1e-6
+        assert entry.top[0].token_id == entry.token_id  # the greedy token is the best one
+        assert entry.top[0].logprob == entry.logprob
+    generated = b"".join(bytes(entry.bytes) for entry in entries)
+    assert generated.decode("utf-8", "replace") == "".join(chunk.text for chunk in chunks)
+
+
+def test_logprobs_are_the_model_s_before_sampling_settings(engine):
+    """A forced answer (grammar) at a high temperature: the reported logprobs are the raw
+    distribution's (the first position's best tokens are those of a greedy run), and a stop
+    string's tokens still come out, on the last chunk."""
+    forced = 'root ::= "Hello world, friend."'
+    prompt = warmed(engine, chat("Say hello."))
+    cold = SamplingConfig(temperature=0, num_predict=12, logprobs=True, top_logprobs=3)
+    hot = dataclasses.replace(
+        cold, temperature=1.5, top_k=3, seed=7, grammar=forced, stop=("world",)
+    )
+    cold_chunks, _ = logprob_run(engine, prompt, cold)
+    hot_chunks, hot_done = logprob_run(engine, prompt, hot)
+    hot_entries = [entry for chunk in hot_chunks for entry in chunk.logprobs]
+    first_cold, first_hot = cold_chunks[0].logprobs[0], hot_entries[0]
+    assert [t.token_id for t in first_hot.top] == [t.token_id for t in first_cold.top]
+    assert [t.logprob for t in first_hot.top] == pytest.approx(
+        [t.logprob for t in first_cold.top], abs=1e-4
+    )
+    assert "".join(chunk.text for chunk in hot_chunks) == "Hello "
+    assert len(hot_entries) == hot_done.eval_count
+    assert b"".join(bytes(e.bytes) for e in hot_entries).startswith(b"Hello world")
+    assert hot_chunks[-1].logprobs  # the stop string's tokens ride on the last chunk
+    assert all(entry.logprob <= 0 for entry in hot_entries)

@@ -91,6 +91,7 @@ def generate_bodies() -> Bodies:
             "keep_alive": keep_alives(),
             "think": thinks,
             "truncate": st.booleans(),
+            "logprobs": st.booleans(),
             "top_logprobs": st.integers(-1, 21),
             "suffix": suffixes,
             "system": text_field(),
@@ -114,6 +115,8 @@ def chat_bodies() -> Bodies:
             "tools": tools,
             "tool_choice": tool_choices,
             "truncate": st.booleans(),
+            "logprobs": st.booleans(),
+            "top_logprobs": st.integers(-1, 21),
         },
     )
 
@@ -145,6 +148,8 @@ def openai_chat_bodies() -> Bodies:
             "response_format": response_format,
             "tools": tools,
             "tool_choice": tool_choices,
+            "logprobs": st.booleans(),
+            "top_logprobs": st.integers(-1, 21),
         },
     )
 
@@ -152,7 +157,7 @@ def openai_chat_bodies() -> Bodies:
 def openai_completion_bodies() -> Bodies:
     return _body(
         {"model": generation_models(), "prompt": text_field(long=True)},
-        {**_openai_sampling(), "suffix": suffixes},
+        {**_openai_sampling(), "suffix": suffixes, "logprobs": st.integers(-1, 21)},
     )
 
 

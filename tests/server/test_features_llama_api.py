@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import jsonschema
 import ollama
@@ -205,3 +205,83 @@ def test_truncation_over_http(real: LiveServer) -> None:
     assert kept["prompt_eval_count"] < 512
     assert refused.status_code == 400
     assert refused.json()["error"].endswith("tokens > num_ctx 512")
+
+
+def check_greedy_logprobs(entries: list[tuple[str, float, list[tuple[str, float]]]]) -> None:
+    """At temperature 0 each token is the best of its alternatives, which come sorted."""
+    for token, logprob, tops in entries:
+        values = [value for _, value in tops]
+        assert len(tops) == 3
+        assert values == sorted(values, reverse=True)
+        assert logprob <= 0
+        assert all(value <= 0 for value in values)
+        assert tops[0] == (token, logprob)
+
+
+def test_ollama_client_logprobs_on_the_real_model(client: ollama.Client) -> None:
+    options = {"temperature": 0, "num_predict": 6}
+    ask = [{"role": "user", "content": "Name a colour."}]
+    whole = client.chat(model=MODEL, messages=ask, options=options, logprobs=True, top_logprobs=3)
+    assert whole.logprobs is not None
+    assert len(whole.logprobs) == whole.eval_count
+    check_greedy_logprobs(
+        [
+            (lp.token, lp.logprob, [(t.token, t.logprob) for t in lp.top_logprobs or ()])
+            for lp in whole.logprobs
+        ]
+    )
+    parts = list(
+        client.generate(
+            model=MODEL, prompt="Name a colour.", options=options, logprobs=True, stream=True
+        )
+    )
+    streamed = [lp for part in parts for lp in part.logprobs or ()]
+    assert len(streamed) == parts[-1].eval_count
+    assert all(not lp.top_logprobs for lp in streamed)  # none asked for
+    tokens = "".join(lp.token for lp in streamed)
+    if "\ufffd" not in tokens:  # no token split a character: the tokens spell the answer
+        assert tokens == "".join(part.response or "" for part in parts)
+
+
+def test_openai_client_logprobs_on_the_real_model(oai: openai.OpenAI) -> None:
+    ask: list[Any] = [{"role": "user", "content": "Name a colour."}]
+    whole = oai.chat.completions.create(
+        model=MODEL, messages=ask, temperature=0, max_tokens=6, logprobs=True, top_logprobs=3
+    )
+    choice = whole.choices[0]
+    assert choice.logprobs is not None
+    assert choice.logprobs.content is not None
+    content = choice.logprobs.content
+    assert whole.usage is not None
+    assert len(content) == whole.usage.completion_tokens
+    check_greedy_logprobs(
+        [(t.token, t.logprob, [(a.token, a.logprob) for a in t.top_logprobs]) for t in content]
+    )
+    assert (
+        bytes(b for t in content for b in t.bytes or ()).decode(errors="ignore")
+        == choice.message.content
+    )
+    stream = oai.chat.completions.create(
+        model=MODEL,
+        messages=ask,
+        temperature=0,
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    streamed = [
+        t
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content or ()
+    ]
+    assert chunks[-1].usage is not None
+    assert len(streamed) == chunks[-1].usage.completion_tokens
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert bytes(b for t in streamed for b in t.bytes or ()).decode(errors="ignore") == text
+    check_greedy_logprobs(
+        [(t.token, t.logprob, [(a.token, a.logprob) for a in t.top_logprobs]) for t in streamed]
+    )
