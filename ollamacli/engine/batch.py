@@ -129,6 +129,7 @@ class BatchLoop:
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
         self._clock = 0  # steps, for least-recently-used slots
+        self.widest = 0  # most sequences one decode has carried (tests and debugging)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ollamacli-batch", daemon=True)
         self._thread.start()
@@ -272,6 +273,7 @@ class BatchLoop:
                     slot.cached.clear()
             return
         self._clock += 1
+        self.widest = max(self.widest, len(members))
         self._record_fed(members)
         for job, index in entries:
             try:

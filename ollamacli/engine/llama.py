@@ -23,6 +23,7 @@ from ollamacli.engine.base import (
     GenerationEvent,
     LoadConfig,
     SamplingConfig,
+    TextChunk,
 )
 from ollamacli.engine.batch import BatchLoop, Job, JobEvent, LoopShape
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
@@ -283,6 +284,8 @@ class LlamaCppEngine:
                 event = self._next_event(job, cancel)
                 if isinstance(event, BaseException):
                     raise event
+                if isinstance(event, TextChunk) and cancel is not None and cancel.cancelled:
+                    continue  # text the loop made before it saw the cancel: nobody wants it
                 yield event
                 if isinstance(event, Completion):
                     return
@@ -342,6 +345,11 @@ class LlamaCppEngine:
     def cached_tokens(self) -> list[list[int]]:
         """Each sequence slot's cached tokens (tests and debugging)."""
         return self._loop.cached_tokens() if self._loop is not None else []
+
+    @property
+    def widest_batch(self) -> int:
+        """Most sequences one decode has carried so far (tests and debugging)."""
+        return self._loop.widest if self._loop is not None else 0
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One pooled (not normalised) embedding per text: the model's own pooling, or the
