@@ -144,7 +144,7 @@ class LlamaCppEngine:
             self._n_ctx = min(config.num_ctx, self._context.n_ctx)
             return
         self.parallel = parallel
-        n_batch = min(config.num_batch, config.num_ctx * parallel)
+        n_batch = max(min(config.num_batch, config.num_ctx * parallel), parallel)
         self._context = model.new_context(
             ContextParams(
                 n_ctx=config.num_ctx * parallel,
@@ -169,7 +169,7 @@ class LlamaCppEngine:
         params = ContextParams(
             n_ctx=self.config.num_ctx,
             n_batch=self.config.num_ctx,  # a whole input must fit in one batch
-            n_seq_max=_EMBED_SEQUENCES,
+            n_seq_max=min(_EMBED_SEQUENCES, self.config.num_ctx),  # llama.cpp: <= n_batch
             n_threads=threads,
             embeddings=True,
         )
@@ -367,7 +367,7 @@ class LlamaCppEngine:
         try:
             start = 0
             while start < len(inputs):
-                group = _embedding_group(inputs[start:], n_batch)
+                group = _embedding_group(inputs[start:], n_batch, context.n_seq_max)
                 batch.clear()
                 for seq_id, tokens in enumerate(group):
                     for position, token in enumerate(tokens):
@@ -391,11 +391,11 @@ class LlamaCppEngine:
             self._model.close()
 
 
-def _embedding_group(inputs: list[list[int]], n_batch: int) -> list[list[int]]:
+def _embedding_group(inputs: list[list[int]], n_batch: int, n_seq: int) -> list[list[int]]:
     """The next inputs that fit in one batch together (at least one; each fits alone)."""
     group: list[list[int]] = []
     used = 0
-    for tokens in inputs[:_EMBED_SEQUENCES]:
+    for tokens in inputs[:n_seq]:
         tokens = tokens[:n_batch]
         if group and used + len(tokens) > n_batch:
             break

@@ -116,7 +116,7 @@ def test_a_client_that_disconnects_stops_its_generation(make_server) -> None:
 def test_queue_full_answers_503_with_ollamas_message(make_server) -> None:
     factory = FakeFactory(delay=0.05)
     factory.enqueue(*(f"w{i} " for i in range(60)))
-    with make_server(factory, max_queue=1) as live:
+    with make_server(factory, max_queue=1, num_parallel=1) as live:  # one answer at a time
         first: dict[str, list[dict[str, object]]] = {}
         running = threading.Thread(target=stream_chat, args=(live.url, "first", first))
         running.start()
@@ -171,7 +171,7 @@ def test_default_keep_alive_comes_from_settings(make_server) -> None:
 def test_a_queued_request_whose_client_leaves_gives_up_its_place(make_server) -> None:
     factory = FakeFactory(delay=0.05)
     factory.enqueue(*(f"w{i} " for i in range(80)))  # about four seconds
-    with make_server(factory) as live:
+    with make_server(factory, num_parallel=1) as live:  # one answer at a time
         first: dict[str, list[dict[str, object]]] = {}
         running = threading.Thread(target=stream_chat, args=(live.url, "first", first))
         running.start()
