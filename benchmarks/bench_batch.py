@@ -4,8 +4,8 @@
         [--parallel 8] [--tokens 128] [--threads 2] [--rounds 2]
 
 Both servers load the bundled SmolLM2 GGUF with the same threads, `--parallel` sequences and
-`--parallel` x 1024 tokens of context (llama-server `-np N -c N*1024`, ours
-OLLAMA_NUM_PARALLEL=N and num_ctx 1024). Each round drives them alternately with the same
+`--parallel` x 2048 tokens of context (llama-server `-np N -c N*2048`, ours
+OLLAMA_NUM_PARALLEL=N and num_ctx 2048). Each round drives them alternately with the same
 streaming `/v1/chat/completions` requests, all clients started at once, and counts what the
 clients saw: aggregate = generated tokens / wall time, time to first token per client. A
 second case gives every client one ~1,000-token system prompt (agents and apps send one with
@@ -34,6 +34,7 @@ import httpx
 
 from benchmarks.bench_api import bundled_model, free_port, percentile
 
+SLOT_CTX = 2048  # tokens of context per sequence, both servers
 QUESTION = "Write a long story about a dragon who learns to cook. Story number {n}."
 SYSTEM = " ".join(
     f"Rule {n}: when the customer asks about order {n}, answer politely, briefly and in English."
@@ -109,7 +110,7 @@ def start_ours(home: Path, threads: int, parallel: int) -> Server:
         f"{url}/api/pull", json={"model": "smollm2:135m"}, timeout=600, trust_env=False
     )
     pulled.raise_for_status()
-    return Server("ollamacli", process, url, "smollm2:135m", {"options": {"num_ctx": 1024}})
+    return Server("ollamacli", process, url, "smollm2:135m", {"options": {"num_ctx": SLOT_CTX}})
 
 
 def start_llama_server(binary: Path, threads: int, parallel: int) -> Server:
@@ -124,7 +125,7 @@ def start_llama_server(binary: Path, threads: int, parallel: int) -> Server:
             "-tb",
             str(threads),
             "-c",
-            str(1024 * parallel),
+            str(SLOT_CTX * parallel),
             "-np",
             str(parallel),
             "--port",
@@ -272,11 +273,16 @@ def report(
         ours_rate, peer_rate = rate("ollamacli", case, clients), rate("llama-server", case, clients)
         print(
             f"{case:<8}{clients:>8}{ours_rate:>12.1f}{peer_rate:>11.1f}"
-            f"{ours_rate / peer_rate:>7.2f}x"
+            f"{ours_rate / max(peer_rate, 1e-9):>7.2f}x"
             f"{max(r.ttft(50) for r in mine):>9.2f}s{max(r.ttft(99) for r in mine):>7.2f}s"
             f"{max(r.ttft(50) for r in peer):>8.2f}s{max(r.ttft(99) for r in peer):>7.2f}s"
-            f"{sum(r.errors for r in mine)}/{sum(r.errors for r in peer):>6}"
+            f"{sum(r.errors for r in mine):>5}/{sum(r.errors for r in peer)}"
         )
+        for run in mine + peer:
+            for answer in run.answers:
+                if answer.error:
+                    print(f"  error: {answer.error}")
+                    break
     if one:
         for case, _system, clients in cases:
             if case == "plain" and clients > 1:

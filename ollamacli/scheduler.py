@@ -1,16 +1,28 @@
-"""The loaded-model cache: load on demand, serialise access, keep models for `keep_alive`.
+"""The loaded-model cache: load on demand, lend engines to requests, keep models for `keep_alive`.
 
 An engine instance serves `engine.parallel` generations at once (the llama.cpp engine decodes
 them together in one batch loop; the scripted fake serves one), so a loaded model has as many
 instances as it takes to serve `num_parallel` requests at once (one, for the llama.cpp engine)
-and a request borrows one of the instance's places. Requests that
-cannot be served at once wait in a bounded queue, first come first served per model; past
-`max_queue` waiting requests they are refused with `ServerBusyError`, as Ollama's scheduler
-does (server/sched.go). At most `max_loaded` models stay resident; the least recently used
-idle one is evicted to make room. A model whose last request finished is unloaded when its
-keep-alive runs out: `start()` runs a reaper thread so that happens even when no other
-request arrives. Loading happens outside the lock, so other models keep serving meanwhile.
-"""
+and a request borrows one of the instance's places. Requests that cannot be served at once wait
+in a bounded queue, first come first served per model; past `max_queue` waiting requests they
+are refused with `ServerBusyError`, as Ollama's scheduler does (server/sched.go). At most
+`max_loaded` models stay resident; the least recently used idle one is evicted to make room. A
+model whose last request finished is unloaded when its keep-alive runs out: `start()` runs a
+reaper thread so that happens even when no other request arrives. Loading happens outside the
+lock, so other models keep serving meanwhile.
+
+Invariants (all state is guarded by `_lock`):
+
+- A `_Slot` is one resident `LoadConfig`. `instances` are its engines; `free` holds one entry
+  per unused place, so an engine of `parallel` N appears in `free` up to N times; `busy` counts
+  the places lent. `busy + len(free) == sum(e.parallel for e in instances)` outside a call.
+- `_lent[id(engine)]` counts the requests using an engine now; an engine is closed only when
+  no request uses it (by `_unload_locked` when idle, else by the `_release` of its last lease).
+- A slot with `busy > 0` or `growing > 0` is never evicted or expired; `expires_at` is set
+  only when `busy` falls to 0.
+- Requests for one model are planned in arrival order (`_is_first_in_line`); a request that
+  waits is in `_queue` until it is planned, cancelled or refused.
+""""""
 
 from __future__ import annotations
 
