@@ -22,7 +22,7 @@ Invariants (all state is guarded by `_lock`):
   only when `busy` falls to 0.
 - Requests for one model are planned in arrival order (`_is_first_in_line`); a request that
   waits is in `_queue` until it is planned, cancelled or refused.
-""""""
+"""
 
 from __future__ import annotations
 
