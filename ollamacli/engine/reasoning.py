@@ -122,3 +122,38 @@ def output_reader(style: ThinkingStyle, prompt: str, names: tuple[str, ...] = ()
     return TagThinkingParser(
         style.opening, style.closing, opened=prompt_opens(prompt, style.opening)
     )
+
+
+BLANKS_AFTER_TRACE = "[ \\t\\r\\n]{0,4}"
+"""What the grammar allows between a closing tag and a constrained answer (the tag parser eats
+blanks there)."""
+
+HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
+HARMONY_FINAL = "<|channel|>final<|message|>"
+
+
+def grammar_after_trace(
+    style: ThinkingStyle, prompt: str, answer: str, *, thinking: bool, where: str = "format"
+) -> str:
+    """The grammar for a constrained answer (`format`, a forced tool call) of a model that
+    reasons: the trace is free text and only what follows it is constrained, as Ollama
+    constrains only once the trace has closed.
+
+    A template that opens the tag in the prompt leaves the model inside the trace, so the
+    trace and its closing tag are required; otherwise a trace is allowed when thinking is on
+    (the model may skip it), and not at all when it is off. gpt-oss writes its answer on the
+    `final` channel, after an optional `analysis` message."""
+    from ollamacli.engine.structured import TraceShape, gbnf_literal, lead_then, trace_then
+
+    if style.kind == "harmony":
+        if not thinking:
+            return lead_then(answer, HARMONY_FINAL, where=where)
+        after = gbnf_literal("<|start|>assistant")
+        shape = TraceShape(HARMONY_ANALYSIS, "<|end|>", after, HARMONY_FINAL)
+    elif prompt_opens(prompt, style.opening):
+        shape = TraceShape("", style.closing, BLANKS_AFTER_TRACE, required=True)
+    elif thinking:
+        shape = TraceShape(style.opening, style.closing, BLANKS_AFTER_TRACE)
+    else:
+        return answer
+    return trace_then(answer, shape, where=where)

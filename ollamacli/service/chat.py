@@ -12,7 +12,9 @@ Tools reach the prompt through the template (engine/tools.py), calls are split o
 answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
 Models that reason (engine/reasoning.py) think by default, as in Ollama; the trace streams as
 `ThinkingChunk`s apart from the answer (dropped when `think` is false), and earlier assistant
-turns of tag-thinking models lose any trace left in their content.
+turns of tag-thinking models lose any trace left in their content. A `format` or a forced tool
+call constrains only what follows the trace: the grammar lets the trace run free up to its
+closing tag (Ollama stops and restarts generation with the format once the trace closes).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from ollamacli.engine.base import (
     TextChunk,
 )
 from ollamacli.engine.options import load_config, sampling_config
-from ollamacli.engine.reasoning import ThinkingStyle, output_reader, thinking_style
+from ollamacli.engine.reasoning import (
+    ThinkingStyle,
+    grammar_after_trace,
+    output_reader,
+    thinking_style,
+)
 from ollamacli.engine.templates import ChatTemplate, resolve_template
 from ollamacli.engine.thinking import (
     OutputReader,
@@ -128,6 +135,14 @@ class _Reasoning:
         text = prompt.content if isinstance(prompt.content, str) else prompt.text
         return output_reader(self.style, text, names)
 
+    def constrain(self, grammar: str, prompt: _Prompt) -> str:
+        """The grammar for the answer, with room for the trace before it."""
+        if self.style is None:
+            return grammar
+        text = prompt.content if isinstance(prompt.content, str) else prompt.text
+        thinking = think_enabled(self.render_think())
+        return grammar_after_trace(self.style, text, grammar, thinking=thinking)
+
     def render_think(self) -> ThinkValue:
         """What the template sees: a thinking model thinks unless told not to (Ollama)."""
         if self.style is not None and self.think is None:
@@ -214,18 +229,22 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            constrained = bool(request.format) or (tools.active and tools.choice.forced)
             reasoning = self._reasoning(
-                prepared.resolved, template, request.model, request.think, constrained
+                prepared.resolved,
+                template,
+                request.model,
+                request.think,
+                forced_call=tools.active and tools.choice.forced,
             )
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
             fit = Fit(request.truncate, reasoning.render_think(), cancel)
             prompt = _tool_prompt(lease.engine, template, conversation, tools, fit)
-            forced = tools.grammar(template.source)
-            if forced is not None:
-                sampling = dataclasses.replace(sampling, grammar=forced)
+            grammar = tools.grammar(template.source) or sampling.grammar
+            if grammar is not None:
+                grammar = reasoning.constrain(grammar, prompt)
+                sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             splitter = tools.splitter(template.source)
             reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools))
@@ -245,9 +264,7 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            reasoning = self._reasoning(
-                prepared.resolved, template, request.model, request.think, bool(request.format)
-            )
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
             if request.raw:  # no template, so no trace to read (as Ollama: no parser in raw)
                 prompt = _Prompt(request.prompt, keep_context=False)
                 reasoning = _Reasoning(None, None)
@@ -255,6 +272,9 @@ class ChatService:
                 prompt = self._generate_prompt(
                     prepared.resolved, lease.engine, request, reasoning.render_think(), cancel
                 )
+            if sampling.grammar is not None:
+                grammar = reasoning.constrain(sampling.grammar, prompt)
+                sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             reader = _TraceReader.of(reasoning, prompt)
             yield from self._stream(lease, prompt, sampling, started, cancel, (reader, None))
@@ -265,21 +285,21 @@ class ChatService:
         template: ChatTemplate,
         model: str,
         think: ThinkValue,
-        constrained: bool = False,
+        *,
+        forced_call: bool = False,
     ) -> _Reasoning:
         """The model's trace format; asking a model without one to think is Ollama's 400.
 
-        A grammar (`format`, a forced tool call) constrains the answer from its first token,
-        so a constrained request does not think: the template closes the trace, and harmony
-        output is read as plain content (Ollama instead thinks first, then constrains)."""
+        A forced tool call of a harmony model is written in the template's JSON syntax, not
+        on a harmony channel: such a request does not think, and its output is plain text."""
         parser = resolved.config.get("parser")
         style = thinking_style(
             template.source, template.kind, parser if isinstance(parser, str) else None
         )
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
-        if constrained and style is not None:
-            return _Reasoning(None if style.kind == "harmony" else style, False)
+        if forced_call and style is not None and style.kind == "harmony":
+            return _Reasoning(None, False)
         return _Reasoning(style, think)
 
     def _generate_prompt(

@@ -4,12 +4,15 @@ channels, tool calls after a trace, and RENDERER/PARSER models."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.engine.llama import format_grammar
+from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidRequestError, ModelfileError
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import (
@@ -195,15 +198,75 @@ def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_pa
     assert not services.store.entries()
 
 
-def test_a_format_turns_thinking_off_so_the_constrained_answer_is_content(
+def test_a_format_constrains_only_what_follows_the_trace(services, tmp_path, fake_factory):
+    """The prompt opens the trace: the grammar requires the trace and its closing tag, then
+    the format; the trace is split off as usual (chat and generate)."""
+    create(services, tmp_path, "opens", template=OPENS)
+    fake_factory.enqueue("Sum it.</think>\n\n", '{"a": 1}')
+    fake_factory.enqueue("Hm.</think>", '{"b": 2}')
+    assert split(chat(services, "opens", format="json")) == ("Sum it.", '{"a": 1}', [])
+    events = list(services.chat.generate(GenerateRequest("opens", "x", format="json")))
+    assert split(events) == ("Hm.", '{"b": 2}', [])
+    engine = fake_factory.loaded[0]
+    assert all(str(p).endswith("<|im_start|>assistant\n<think>\n") for p in engine.prompts)
+    for sampling in engine.samplings:
+        grammar = sampling.grammar or ""
+        assert grammar.startswith('root ::= trace-text-0 "</think>" [ \\t\\r\\n]{0,4} ')
+        assert re.search(r"^trace-answer\s+::= object$", grammar, re.M)  # JSON's root renamed
+
+
+def test_think_false_with_a_format_constrains_from_the_first_token(
     services, tmp_path, fake_factory
 ):
     create(services, tmp_path, "opens", template=OPENS)
     fake_factory.enqueue('{"a": 1}')
-    fake_factory.enqueue('{"b": 2}')
-    assert split(chat(services, "opens", format="json")) == ("", '{"a": 1}', [])
-    events = list(services.chat.generate(GenerateRequest("opens", "x", format="json")))
-    assert split(events) == ("", '{"b": 2}', [])
-    prompts = [str(p) for p in fake_factory.loaded[0].prompts]
-    assert all(p.endswith("<think>\n\n</think>\n\n") for p in prompts)
-    assert all(s.grammar for s in fake_factory.loaded[0].samplings)
+    assert split(chat(services, "opens", format="json", think=False)) == ("", '{"a": 1}', [])
+    engine = fake_factory.loaded[0]
+    assert str(engine.prompts[0]).endswith("<think>\n\n</think>\n\n")
+    grammar = engine.samplings[0].grammar or ""
+    assert grammar == format_grammar("json")
+
+
+def test_a_schema_format_after_an_optional_trace(services, tmp_path, fake_factory):
+    """A template that leaves the tag to the model: the trace is optional."""
+    create(services, tmp_path, "qwen3", template=QWEN3)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fake_factory.enqueue("<think>", "Five.", "</think>", '{"n": 5}')
+    fake_factory.enqueue('{"n": 5}')
+    assert split(chat(services, "qwen3", format=schema)) == ("Five.", '{"n": 5}', [])
+    assert split(chat(services, "qwen3", format=schema)) == ("", '{"n": 5}', [])
+    grammar = fake_factory.loaded[0].samplings[0].grammar or ""
+    assert grammar.startswith('root ::= ( "<think>" trace-text-0 "</think>" ')
+    assert grammar.split("\n")[0].endswith(")? trace-answer")
+
+
+def test_a_forced_tool_call_follows_the_trace(services, tmp_path, fake_factory):
+    create(services, tmp_path, "opens", template="{{ if .Tools }}<tool_call>{{ end }}" + OPENS)
+    fake_factory.enqueue(
+        "Weather needed.</think>\n",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    )
+    events = chat(services, "opens", tools=(WEATHER_TOOL,), tool_choice=ToolChoice("required"))
+    assert split(events) == ("Weather needed.", "", [PARIS])
+    grammar = fake_factory.loaded[0].samplings[0].grammar or ""
+    assert grammar.startswith('root ::= trace-text-0 "</think>"')
+    assert '"<tool_call>\\n" forced-tool-call' in grammar
+
+
+def test_harmony_format_after_the_analysis_channel(services, settings, tmp_path):
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Count.<|end|>",
+        '<|start|>assistant<|channel|>final<|message|>{"n": 2}',
+    )
+    factory.enqueue('<|channel|>final<|message|>{"n": 3}')
+    assert split(chat(services, "oss", format="json")) == ("Count.", '{"n": 2}', [])
+    assert split(chat(services, "oss", format="json", think=False)) == ("", '{"n": 3}', [])
+    thinking, plain = (s.grammar or "" for s in factory.loaded[0].samplings)
+    assert thinking.startswith(
+        'root ::= ( "<|channel|>analysis<|message|>" trace-text-0 "<|end|>" "<|start|>assistant" )?'
+        ' "<|channel|>final<|message|>" trace-answer'
+    )
+    assert plain.startswith('root ::= "<|channel|>final<|message|>" lead-answer')
