@@ -118,7 +118,7 @@ def output_reader(style: ThinkingStyle, prompt: str, names: tuple[str, ...] = ()
     if style.kind == "harmony":
         from ollamacli.engine.harmony import HarmonyReader
 
-        return HarmonyReader(names)
+        return HarmonyReader(names, prompt)
     return TagThinkingParser(
         style.opening, style.closing, opened=prompt_opens(prompt, style.opening)
     )

@@ -34,6 +34,7 @@ from ollamacli.engine.base import (
     SamplingConfig,
     TextChunk,
 )
+from ollamacli.engine.harmony import shown_tools
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.reasoning import (
     ThinkingStyle,
@@ -240,7 +241,10 @@ class ChatService:
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
             fit = Fit(request.truncate, reasoning.render_think(), cancel)
-            prompt = _tool_prompt(lease.engine, template, conversation, tools, fit)
+            shown = tools
+            if reasoning.style is not None and reasoning.style.kind == "harmony" and tools.active:
+                shown = dataclasses.replace(tools, tools=shown_tools(tools.tools))
+            prompt = _tool_prompt(lease.engine, template, conversation, shown, fit)
             grammar = tools.grammar(template.source) or sampling.grammar
             if grammar is not None:
                 grammar = reasoning.constrain(grammar, prompt)

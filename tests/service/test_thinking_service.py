@@ -270,3 +270,16 @@ def test_harmony_format_after_the_analysis_channel(services, settings, tmp_path)
         ' "<|channel|>final<|message|>" trace-answer'
     )
     assert plain.startswith('root ::= "<|channel|>final<|message|>" lead-answer')
+
+
+def test_harmony_shows_functions_as_identifiers_and_maps_calls_back(services, settings, tmp_path):
+    factory = FakeFactory(
+        chat_template="[{% for t in tools %}{{ t.function.name }}{% endfor %}]" + HARMONY_JINJA
+    )
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue('<|channel|>commentary to=functions.get_weather<|message|>{"city": "Paris"}')
+    tool = {"type": "function", "function": {**WEATHER_TOOL["function"], "name": "get weather"}}
+    _, _, calls = split(chat(services, "oss", tools=(tool,)))
+    assert calls == [ToolCall("get weather", {"city": "Paris"})]
+    assert str(factory.loaded[0].prompts[0]).startswith("[get_weather]")
