@@ -340,7 +340,7 @@ def test_messages_effort_and_thinking_become_think_as_ollama_reads_them(
     explicit `thinking` type wins over it ("adaptive" does not), `budget_tokens` is no level."""
     gguf = make_tiny_gguf(tmp_path / "levels.gguf")
     live.services.models.create("levels", CreateSpec(from_file=gguf, template=LEVEL_TEMPLATE))
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"output_config": {"effort": "high"}}, "[true:high]"),
         ({"output_config": {"effort": " XHigh "}}, "[true:high]"),
         ({"output_config": {"effort": "max"}}, "[true:max]"),
