@@ -234,6 +234,11 @@ def _get(mapping: object, key: str) -> object:
     return mapping.get(key) if isinstance(mapping, Mapping) else None
 
 
+def go_tool(spec: Mapping[str, object]) -> GoStruct:
+    """A request tool as Ollama's tool struct (what templates and renderers see)."""
+    return _tool(spec)
+
+
 def _tool(spec: Mapping[str, object]) -> GoStruct:
     """A request tool (Ollama/OpenAI JSON) as Ollama's templateTool struct."""
     function, params = _get(spec, "function"), _get(_get(spec, "function"), "parameters")

@@ -7,10 +7,11 @@ template's inferred tags, a harmony template (`<|start|>`, `<|channel|>`, `<|end
 Jinja template that writes `<think>` and `</think>`.
 
 Ollama's newest families name a built-in renderer and parser (model/renderers/,
-model/parsers/) instead of a Go template. Here a known RENDERER renders with the GGUF's own
-Jinja template (which already reads `enable_thinking` and friends), and a known PARSER picks
-the output reader of its family; any other name is refused when the model is created or
-pulled.
+model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollama's renderer
+where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
+olmo3-32b-think), else with the GGUF's own Jinja template (which already reads
+`enable_thinking` and friends); a known PARSER picks the output reader of its family; any
+other name is refused when the model is created or pulled.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ RENDERERS = frozenset(
         "lfm2-thinking",
     }
 )
-"""Ollama's renderer names accepted here; each renders with the GGUF's Jinja chat template."""
+"""Ollama's renderer names accepted here (those not in engine/renderers.py render with the GGUF's
+Jinja chat template)."""
 
 
 def check_renderer_parser(renderer: str | None, parser: str | None, *, source: str = "") -> None:

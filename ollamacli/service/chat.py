@@ -42,6 +42,7 @@ from ollamacli.engine.reasoning import (
     output_reader,
     thinking_style,
 )
+from ollamacli.engine.renderers import RENDERERS
 from ollamacli.engine.templates import ChatTemplate, resolve_template
 from ollamacli.engine.thinking import (
     OutputReader,
@@ -402,15 +403,22 @@ class ChatService:
 
     @staticmethod
     def _template(resolved: ResolvedModel, engine: Engine, override: str | None) -> ChatTemplate:
-        # A RENDERER (Ollama's built-in renderers) renders with the GGUF's own template.
-        modelfile = None if resolved.config.get("renderer") else resolved.template
-        return resolve_template(
-            override,
+        """The model's template. A RENDERER (Ollama's built-in renderers) renders as Ollama's
+        renderer of that name where engine/renderers.py has it (the request's `template` does
+        not change that, as in Ollama), else with the GGUF's own Jinja template; the GGUF's
+        template still tells the tool-call syntax."""
+        renderer = resolved.config.get("renderer")
+        modelfile = None if renderer else resolved.template
+        template = resolve_template(
+            None if renderer in RENDERERS else override,
             modelfile,
             engine.metadata.get("tokenizer.chat_template"),
             bos_token=engine.bos_token,
             eos_token=engine.eos_token,
         )
+        if isinstance(renderer, str) and renderer in RENDERERS:
+            return dataclasses.replace(template, renderer=renderer)
+        return template
 
 
 def _tool_prompt(

@@ -283,3 +283,18 @@ def test_harmony_shows_functions_as_identifiers_and_maps_calls_back(services, se
     _, _, calls = split(chat(services, "oss", tools=(tool,)))
     assert calls == [ToolCall("get weather", {"city": "Paris"})]
     assert str(factory.loaded[0].prompts[0]).startswith("[get_weather]")
+
+
+def test_a_renderer_written_here_renders_as_ollamas(services, tmp_path, fake_factory):
+    """RENDERER deepseek3.1 renders as Ollama's renderer (not the GGUF's template), the
+    prompt opens the trace, and PARSER deepseek3 reads it; think false closes it."""
+    fake_factory.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}GGUF"
+    create(services, tmp_path, "v31", renderer="deepseek3.1", parser="deepseek3")
+    fake_factory.enqueue("Because.</think>It is.")
+    fake_factory.enqueue("It is.")
+    assert split(chat(services, "v31")) == ("Because.", "It is.", [])
+    assert split(chat(services, "v31", think=False)) == ("", "It is.", [])
+    assert fake_factory.loaded[0].prompts == [
+        "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜><think>",  # noqa: RUF001
+        "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜></think>",  # noqa: RUF001
+    ]

@@ -1,0 +1,497 @@
+"""Ollama's built-in renderers (RENDERER cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
+olmo3-32b-think) render byte for byte as Ollama's; the expected prompts are those of Ollama's
+own tests (model/renderers/*_test.go)."""
+
+# ruff: noqa: RUF001  (DeepSeek's markers are spelled with full-width bars)
+from __future__ import annotations
+
+import pytest
+
+from ollamacli.engine.base import ChatMessage, ToolCall
+from ollamacli.engine.renderers import RENDERERS, render, with_spaces
+
+COGITO = (
+    "You are Cogito, an AI assistant created by Deep Cogito, which is an AI research lab "
+    "based in San Francisco."
+)
+DEEP = "Enable deep thinking subroutine.\n\n"
+BOS = "<｜begin▁of▁sentence｜>"
+FENCE = "```"
+
+
+def weather(description: str = "Get current weather", city: str = "City name") -> dict[str, object]:
+    return {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string", "description": city}},
+                "required": ["location"],
+            },
+        },
+    }
+
+
+def call(city: str) -> ToolCall:
+    return ToolCall("get_weather", {"location": city})
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage("user", text)
+
+
+def assistant(text: str, *calls: ToolCall, thinking: str = "") -> ChatMessage:
+    return ChatMessage("assistant", text, tool_calls=calls, thinking=thinking)
+
+
+def tool(text: str) -> ChatMessage:
+    return ChatMessage("tool", text)
+
+
+SYSTEM = ChatMessage("system", "You are a helpful assistant.")
+HOW = user("Hello, how are you?")
+COGITO_TOOL_BLOCK = (
+    "You have the following functions available:\n" + FENCE + "json\n"
+    "{\n"
+    '    "type": "function",\n'
+    '    "function": {\n'
+    '        "name": "get_weather",\n'
+    '        "description": "Get current weather",\n'
+    '        "parameters": {\n'
+    '            "type": "object",\n'
+    '            "required": [\n'
+    '                "location"\n'
+    "            ],\n"
+    '            "properties": {\n'
+    '                "location": {\n'
+    '                    "type": "string",\n'
+    '                    "description": "City name"\n'
+    "                }\n"
+    "            }\n"
+    "        }\n"
+    "    }\n"
+    "}\n" + FENCE + "\n"
+)
+PARIS_CALL = (
+    "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+    + FENCE
+    + 'json\n{"location":"Paris"}\n'
+    + FENCE
+    + "<｜tool▁call▁end｜>"
+)
+LONDON_CALL = PARIS_CALL.replace("Paris", "London")
+
+COGITO_CASES = [
+    ("basic", [HOW], False, (), f"{BOS}{COGITO}<｜User｜>Hello, how are you?<｜Assistant｜>"),
+    (
+        "system",
+        [SYSTEM, HOW],
+        False,
+        (),
+        f"{BOS}{COGITO}\n\nYou are a helpful assistant.<｜User｜>Hello, how are you?<｜Assistant｜>",
+    ),
+    (
+        "conversation",
+        [
+            user("What is the capital of France?"),
+            assistant("The capital of France is Paris."),
+            user("Fantastic!"),
+        ],
+        False,
+        (),
+        f"{BOS}{COGITO}<｜User｜>What is the capital of France?<｜Assistant｜>The capital of "
+        "France is Paris.<｜end▁of▁sentence｜><｜User｜>Fantastic!<｜Assistant｜>",
+    ),
+    (
+        "thinking",
+        [HOW],
+        True,
+        (),
+        f"{BOS}{DEEP}{COGITO}<｜User｜>Hello, how are you?<｜Assistant｜><think>\n",
+    ),
+    (
+        "thinking-system",
+        [SYSTEM, HOW],
+        True,
+        (),
+        f"{BOS}{DEEP}{COGITO}\n\nYou are a helpful assistant.\n\n<｜User｜>Hello, how are you?"
+        "<｜Assistant｜><think>\n",
+    ),
+    (
+        "tools",
+        [user("What's the weather like?")],
+        False,
+        (weather(),),
+        f"{BOS}{COGITO}\n{COGITO_TOOL_BLOCK}<｜User｜>What's the weather like?<｜Assistant｜>",
+    ),
+    (
+        "thinking-tools",
+        [user("What's the weather like?")],
+        True,
+        (weather(),),
+        f"{BOS}{DEEP}{COGITO}\n{COGITO_TOOL_BLOCK}<｜User｜>What's the weather like?"
+        "<｜Assistant｜><think>\n",
+    ),
+    (
+        "call-with-content",
+        [
+            user("What's the weather in Paris?"),
+            assistant("I'll check the weather in Paris for you.", call("Paris")),
+        ],
+        False,
+        (),
+        f"{BOS}{COGITO}<｜User｜>What's the weather in Paris?<｜Assistant｜>I'll check the "
+        f"weather in Paris for you.<｜tool▁calls▁begin｜>{PARIS_CALL}<｜tool▁calls▁end｜>"
+        "<｜end▁of▁sentence｜><｜Assistant｜>",
+    ),
+    (
+        "tool-responses",
+        [
+            user("Get weather for Paris and London"),
+            assistant("", call("Paris"), call("London")),
+            tool("Paris: 22°C, Sunny"),
+            tool("London: 18°C, Cloudy"),
+        ],
+        False,
+        (),
+        f"{BOS}{COGITO}<｜User｜>Get weather for Paris and London<｜Assistant｜>"
+        f"<｜tool▁calls▁begin｜>{PARIS_CALL}\n{LONDON_CALL}<｜tool▁calls▁end｜>"
+        "<｜end▁of▁sentence｜><｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>Paris: 22°C, "
+        "Sunny<｜tool▁output▁end｜>\n<｜tool▁output▁begin｜>London: 18°C, Cloudy"
+        "<｜tool▁output▁end｜><｜tool▁outputs▁end｜><｜Assistant｜>",
+    ),
+    (
+        "complex-arguments",
+        [
+            user("Process complex data"),
+            assistant(
+                "",
+                ToolCall(
+                    "process_data",
+                    {
+                        "config": {
+                            "enabled": True,
+                            "threshold": 0.95,
+                            "tags": ["important", "urgent"],
+                        },
+                        "items": ["item1", "item2", "item3"],
+                    },
+                ),
+            ),
+        ],
+        False,
+        (),
+        f"{BOS}{COGITO}<｜User｜>Process complex data<｜Assistant｜><｜tool▁calls▁begin｜>"
+        "<｜tool▁call▁begin｜>function<｜tool▁sep｜>process_data\n" + FENCE + "json\n"
+        '{"config":{"enabled":true,"tags":["important","urgent"],"threshold":0.95},'
+        '"items":["item1","item2","item3"]}\n' + FENCE + "<｜tool▁call▁end｜><｜tool▁calls▁end｜>"
+        "<｜end▁of▁sentence｜><｜Assistant｜>",
+    ),
+    (
+        "empty-messages",
+        [ChatMessage("system", ""), user("Hello"), assistant("")],
+        False,
+        (),
+        f"{BOS}{COGITO}<｜User｜>Hello<｜Assistant｜><｜end▁of▁sentence｜><｜Assistant｜>",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "think", "tools", "expected"),
+    [case[1:] for case in COGITO_CASES],
+    ids=[case[0] for case in COGITO_CASES],
+)
+def test_cogito(messages, think, tools, expected):
+    assert render("cogito", messages, tools, think) == expected
+
+
+DS_TOOLS = (
+    "\n\n## Tools\nYou have access to the following tools:\n\n### get_weather\n"
+    "Description: Get current weather information\n\n"
+    'Parameters: {"type":"object","required":["location"],"properties":{"location":'
+    '{"type":"string","description":"City name"}}}\n\n'
+    "IMPORTANT: ALWAYS adhere to this exact format for tool use:\n"
+    "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_call_name<｜tool▁sep｜>tool_call_arguments"
+    "<｜tool▁call▁end｜>{{additional_tool_calls}}<｜tool▁calls▁end｜>\n\nWhere:\n\n"
+    "- `tool_call_name` must be an exact match to one of the available tools\n"
+    "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters "
+    "Schema\n"
+    "- For multiple tool calls, chain them directly without separators or spaces\n"
+)
+DS_CALL = '<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{{"location":"{}"}}<｜tool▁call▁end｜>'
+
+DEEPSEEK_CASES = [
+    (
+        "multiple-systems",
+        [
+            ChatMessage("system", "First instruction"),
+            ChatMessage("system", "Second instruction"),
+            user("Hello"),
+        ],
+        False,
+        (),
+        f"{BOS}First instruction\n\nSecond instruction<｜User｜>Hello<｜Assistant｜></think>",
+    ),
+    ("thinking", [HOW], True, (), f"{BOS}<｜User｜>Hello, how are you?<｜Assistant｜><think>"),
+    (
+        "thinking-system",
+        [SYSTEM, HOW],
+        True,
+        (),
+        f"{BOS}You are a helpful assistant.<｜User｜>Hello, how are you?<｜Assistant｜><think>",
+    ),
+    (
+        "tool-response",
+        [
+            user("What's the weather?"),
+            assistant("", call("Paris")),
+            tool("Temperature: 22°C, Sunny"),
+        ],
+        False,
+        (),
+        f"{BOS}<｜User｜>What's the weather?<｜Assistant｜></think><｜tool▁calls▁begin｜>"
+        + DS_CALL.format("Paris")
+        + "<｜tool▁calls▁end｜><｜end▁of▁sentence｜><｜tool▁output▁begin｜>Temperature: 22°C, "
+        "Sunny<｜tool▁output▁end｜>",
+    ),
+    (
+        "think-tag-removal",
+        [user("Think about this"), assistant("I'm thinking about this.</think>The answer is 42.")],
+        False,
+        (),
+        f"{BOS}<｜User｜>Think about this<｜Assistant｜></think>The answer is 42."
+        "<｜end▁of▁sentence｜>",
+    ),
+    (
+        "multiple-think-tags",
+        [
+            user("Complex question"),
+            assistant("First thought</think>Second thought</think>Final answer"),
+        ],
+        False,
+        (),
+        f"{BOS}<｜User｜>Complex question<｜Assistant｜></think>Second thought</think>Final "
+        "answer<｜end▁of▁sentence｜>",
+    ),
+    (
+        "thinking-after-tool-call",
+        [
+            user("What's the weather in Paris?"),
+            assistant("", call("Paris")),
+            tool("Temperature: 22°C, Sunny"),
+            assistant("Based on the weather data, it's sunny in Paris."),
+            user("Now tell me about London weather too."),
+        ],
+        True,
+        (),
+        f"{BOS}<｜User｜>What's the weather in Paris?<｜Assistant｜></think><｜tool▁calls▁begin｜>"
+        + DS_CALL.format("Paris")
+        + "<｜tool▁calls▁end｜><｜end▁of▁sentence｜><｜tool▁output▁begin｜>Temperature: 22°C, "
+        "Sunny<｜tool▁output▁end｜>Based on the weather data, it's sunny in Paris."
+        "<｜end▁of▁sentence｜><｜User｜>Now tell me about London weather too.<｜Assistant｜>"
+        "<think>",
+    ),
+    (
+        "old-thinking-not-rendered",
+        [
+            user("Explain quantum physics"),
+            assistant(
+                "Quantum physics is the study of matter and energy at the smallest scales.",
+                thinking="This is a complex topic.",
+            ),
+            user("What about photons?"),
+            assistant("Photons are particles of light with no mass."),
+            user("How do they interact with matter?"),
+        ],
+        True,
+        (),
+        f"{BOS}<｜User｜>Explain quantum physics<｜Assistant｜></think>Quantum physics is the "
+        "study of matter and energy at the smallest scales.<｜end▁of▁sentence｜><｜User｜>What "
+        "about photons?<｜Assistant｜></think>Photons are particles of light with no mass."
+        "<｜end▁of▁sentence｜><｜User｜>How do they interact with matter?<｜Assistant｜><think>",
+    ),
+    (
+        "call-with-thinking-and-content",
+        [
+            user("What's the weather in Tokyo and New York?"),
+            assistant(
+                "I'll check the weather for both cities.",
+                call("Tokyo"),
+                call("New York"),
+                thinking="I need to call the weather API for two different cities.",
+            ),
+            tool("Tokyo: 18°C, Cloudy"),
+            tool("New York: 22°C, Sunny"),
+            assistant(
+                "Based on the weather data: Tokyo is cloudy at 18°C, while New York is sunny "
+                "at 22°C.",
+                thinking="The data shows a nice contrast between the two cities.",
+            ),
+        ],
+        True,
+        (),
+        f"{BOS}<｜User｜>What's the weather in Tokyo and New York?<｜Assistant｜></think>I'll "
+        "check the weather for both cities.<｜tool▁calls▁begin｜>"
+        + DS_CALL.format("Tokyo")
+        + DS_CALL.format("New York")
+        + "<｜tool▁calls▁end｜><｜end▁of▁sentence｜><｜tool▁output▁begin｜>Tokyo: 18°C, Cloudy"
+        "<｜tool▁output▁end｜><｜tool▁output▁begin｜>New York: 22°C, Sunny<｜tool▁output▁end｜>"
+        "Based on the weather data: Tokyo is cloudy at 18°C, while New York is sunny at 22°C."
+        "<｜end▁of▁sentence｜>",
+    ),
+    (
+        "empty-thinking",
+        [user("Simple question"), assistant("Simple answer.")],
+        True,
+        (),
+        f"{BOS}<｜User｜>Simple question<｜Assistant｜></think>Simple answer.<｜end▁of▁sentence｜>",
+    ),
+    (
+        "tools",
+        [SYSTEM, user("What's the weather like?")],
+        False,
+        (weather("Get current weather information"),),
+        f"{BOS}You are a helpful assistant.{DS_TOOLS}<｜User｜>What's the weather like?"
+        "<｜Assistant｜></think>",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "think", "tools", "expected"),
+    [case[1:] for case in DEEPSEEK_CASES],
+    ids=[case[0] for case in DEEPSEEK_CASES],
+)
+def test_deepseek31(messages, think, tools, expected):
+    assert render("deepseek3.1", messages, tools, think) == expected
+
+
+OLMO31 = (
+    "You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, "
+    "and your model weights are available at https://huggingface.co/allenai."
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "messages", "tools", "system"),
+    [
+        ("olmo3-think", [user("Hello!")], (), OLMO31),
+        (
+            "olmo3-think",
+            [SYSTEM, user("Hello!")],
+            (),
+            "You are a helpful assistant. You do not currently have access to any functions. "
+            "<functions></functions>",
+        ),
+        ("olmo3-think", [user("Hello!")], (weather(),), OLMO31),  # tools are ignored
+        ("olmo3-32b-think", [user("Hello!")], (), "You are a helpful AI assistant."),
+    ],
+)
+def test_olmo3_think(name, messages, tools, system):
+    expected = (
+        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n"
+        "<|im_start|>assistant\n<think>"
+    )
+    assert render(name, messages, tools, True) == expected
+
+
+def test_olmo3_think_leaves_out_calls_and_tool_turns():
+    messages = [
+        user("What is the weather in SF?"),
+        assistant("Let me check the weather.", call("San Francisco")),
+        tool('{"temperature": 68}'),
+    ]
+    assert render("olmo3-think", messages, (), True) == (
+        f"<|im_start|>system\n{OLMO31}<|im_end|>\n<|im_start|>user\nWhat is the weather in SF?"
+        "<|im_end|>\n<|im_start|>assistant\nLet me check the weather.<|im_end|>\n"
+        "<|im_start|>assistant\n<think>"
+    )
+
+
+OLMO_FUNCTIONS = (
+    '<functions>[{"type": "function", "function": {"name": "get_weather", "description": '
+    '"Get the current weather", "parameters": {"type": "object", "required": ["location"], '
+    '"properties": {"location": {"type": "string", "description": "The city"}}}}}]</functions>'
+)
+OLMO3_DEFAULT = "You are a helpful function-calling AI assistant. "
+
+
+@pytest.mark.parametrize(
+    ("messages", "tools", "expected"),
+    [
+        (
+            [user("Hello!")],
+            (),
+            f"<|im_start|>system\n{OLMO3_DEFAULT}You do not currently have access to any "
+            "functions. <functions></functions><|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        ),
+        (
+            [SYSTEM, user("Hello!")],
+            (),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            "Hello!<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            [SYSTEM, user("What is the weather?")],
+            (weather("Get the current weather", "The city"),),
+            f"<|im_start|>system\nYou are a helpful assistant.{OLMO_FUNCTIONS}<|im_end|>\n"
+            "<|im_start|>user\nWhat is the weather?<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            [user("What is the weather?")],
+            (weather("Get the current weather", "The city"),),
+            f"<|im_start|>system\n{OLMO3_DEFAULT}You are provided with function signatures "
+            "within <functions></functions> XML tags. You may call one or more functions to "
+            "assist with the user query. Output any function calls within "
+            "<function_calls></function_calls> XML tags. Do not make assumptions about what "
+            f"values to plug into functions.{OLMO_FUNCTIONS}<|im_end|>\n<|im_start|>user\n"
+            "What is the weather?<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        (
+            [
+                SYSTEM,
+                user("What is the weather in SF?"),
+                assistant("Let me check the weather.", call("San Francisco")),
+                ChatMessage("tool", '{"temperature": 68}', tool_name="get_weather"),
+            ],
+            (weather("Get the current weather", "The city"),),
+            f"<|im_start|>system\nYou are a helpful assistant.{OLMO_FUNCTIONS}<|im_end|>\n"
+            "<|im_start|>user\nWhat is the weather in SF?<|im_end|>\n<|im_start|>assistant\n"
+            'Let me check the weather.<function_calls>get_weather(location="San Francisco")'
+            "</function_calls><|im_end|>\n<|im_start|>environment\n"
+            '{"temperature": 68}<|im_end|>\n<|im_start|>assistant\n',
+        ),
+        (
+            [SYSTEM, user("Hello"), assistant("Hi there!"), user("How are you?")],
+            (),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            "Hello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\n"
+            "How are you?<|im_end|>\n<|im_start|>assistant\n",
+        ),
+    ],
+    ids=["default-system", "system", "system-tools", "default-tools", "calls", "multi-turn"],
+)
+def test_olmo3(messages, tools, expected):
+    assert render("olmo3", messages, tools, None) == expected
+
+
+def test_olmo31_has_its_own_default_and_a_prefill_stays_open():
+    assert render("olmo3.1", [user("Hi"), assistant("Partial")], (), None) == (
+        f"<|im_start|>system\n{OLMO31} You do not currently have access to any functions. "
+        "<functions></functions><|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nPartial"
+    )
+
+
+def test_spaced_json_leaves_strings_alone():
+    assert with_spaces('{"a":"x, y: z\\"","b":[1,2]}') == '{"a": "x, y: z\\"", "b": [1, 2]}'
+
+
+def test_every_renderer_written_is_an_accepted_name():
+    from ollamacli.engine.reasoning import RENDERERS as ACCEPTED
+
+    assert set(RENDERERS) <= ACCEPTED
