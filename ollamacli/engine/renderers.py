@@ -56,12 +56,64 @@ def arguments_json(arguments: Mapping[str, object]) -> str:
     return "{" + ",".join(items) + "}"
 
 
-def _tool_json(tool: ToolSpec) -> object:
-    """A request tool as Ollama's api.Tool marshals (its fields in struct order)."""
-    from ollamacli.engine.goexec import jsonable
-    from ollamacli.engine.gotemplate import go_tool
+def _sorted(value: object) -> object:
+    """A decoded JSON value as Go's `any` marshals it: object keys sorted."""
+    if isinstance(value, Mapping):
+        return {str(k): _sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
-    return jsonable(go_tool(tool))
+
+def _property_json(spec: object) -> dict[str, object]:
+    """A JSON-schema property as Ollama's api.ToolProperty marshals (all omitempty; one type
+    is a string, several a list; nested properties keep their order)."""
+    spec = spec if isinstance(spec, Mapping) else {}
+    out: dict[str, object] = {}
+    if isinstance(spec.get("anyOf"), list) and spec["anyOf"]:
+        out["anyOf"] = [_property_json(p) for p in spec["anyOf"]]
+    kind = spec.get("type")
+    if isinstance(kind, list) and kind:
+        out["type"] = kind[0] if len(kind) == 1 else kind
+    elif isinstance(kind, str) and kind:
+        out["type"] = kind
+    for key in ("items", "description", "enum"):
+        if spec.get(key):
+            out[key] = _sorted(spec[key])
+    nested = spec.get("properties")
+    if isinstance(nested, Mapping) and nested:
+        out["properties"] = {str(k): _property_json(v) for k, v in nested.items()}
+    if spec.get("required"):
+        out["required"] = spec["required"]
+    return out
+
+
+def _tool_json(tool: ToolSpec) -> dict[str, object]:
+    """A request tool as Ollama's api.Tool marshals: fields in struct order, properties in
+    the order they came (an ordered map), other schema values as Go maps."""
+    function = tool.get("function")
+    function = function if isinstance(function, Mapping) else {}
+    params = function.get("parameters")
+    params = params if isinstance(params, Mapping) else {}
+    parameters: dict[str, object] = {"type": params.get("type") or ""}
+    for key in ("$defs", "items", "required"):
+        if params.get(key):
+            parameters[key] = _sorted(params[key])
+    properties = params.get("properties")
+    parameters["properties"] = (
+        {str(k): _property_json(v) for k, v in properties.items()}
+        if isinstance(properties, Mapping)
+        else None
+    )
+    body: dict[str, object] = {"name": function.get("name") or ""}
+    if function.get("description"):
+        body["description"] = function["description"]
+    body["parameters"] = parameters
+    out: dict[str, object] = {"type": tool.get("type") or ""}
+    if tool.get("items"):
+        out["items"] = _sorted(tool["items"])
+    out["function"] = body
+    return out
 
 
 def _struct_json(value: object, *, indent: int | None = None) -> str:
@@ -206,9 +258,9 @@ def _deepseek_tools(tools: Sequence[ToolSpec]) -> str:
         return ""
     out = ["\n\n## Tools\nYou have access to the following tools:\n"]
     for tool in tools:
-        parameters = _tool_json(tool)
-        assert isinstance(parameters, dict)
-        schema = _struct_json(parameters["function"]["parameters"])
+        function = _tool_json(tool)["function"]
+        assert isinstance(function, dict)
+        schema = _struct_json(function["parameters"])
         out.append(f"\n### {_name(tool)}\nDescription: {_description(tool)}")
         out.append(f"\n\nParameters: {schema}\n")
     out.append(DEEPSEEK_TOOL_USAGE)

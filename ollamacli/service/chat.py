@@ -303,8 +303,11 @@ class ChatService:
         )
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
-        if forced_call and style is not None and style.kind == "harmony":
-            return _Reasoning(None, False)
+        if style is not None and style.kind == "harmony":
+            if forced_call:
+                return _Reasoning(None, False)
+            if think == "max":  # harmony's Reasoning knows low, medium and high (as Ollama)
+                think = "high"
         return _Reasoning(style, think)
 
     def _generate_prompt(

@@ -298,3 +298,17 @@ def test_a_renderer_written_here_renders_as_ollamas(services, tmp_path, fake_fac
         "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜><think>",  # noqa: RUF001
         "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜></think>",  # noqa: RUF001
     ]
+
+
+def test_gpt_oss_reasoning_max_is_high(services, tmp_path, fake_factory):
+    """Ollama maps think "max" to "high" for harmony models (their Reasoning line knows three
+    levels); an unset think renders as "medium"."""
+    template = (TEMPLATES / "gpt-oss.gotmpl").read_text()
+    create(services, tmp_path, "oss", template=template)
+    for _ in range(2):
+        fake_factory.enqueue("<|channel|>final<|message|>ok")
+    chat(services, "oss", think="max")
+    chat(services, "oss")
+    first, second = (str(p) for p in fake_factory.loaded[0].prompts)
+    assert "\n\nReasoning: high\n\n" in first
+    assert "\n\nReasoning: medium\n\n" in second
