@@ -9,7 +9,7 @@ Jinja template that writes `<think>` and `</think>`.
 Ollama's newest families name a built-in renderer and parser (model/renderers/,
 model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollama's renderer
 where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
-olmo3-32b-think), else with the GGUF's own Jinja template (which already reads
+olmo3-32b-think, qwen3.5, qwen3-coder), else with the GGUF's own Jinja template (which already reads
 `enable_thinking` and friends); a known PARSER picks the output reader of its family; any
 other name is refused when the model is created or pulled.
 """

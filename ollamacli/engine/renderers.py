@@ -1,13 +1,15 @@
 """Ollama's built-in renderers (model/renderers/), for models whose config names a RENDERER.
 
-Ollama renders these families in Go code rather than with a template; the prompt text below
+Ollama renders these families in Go code rather than with a template (cogito, deepseek3.1,
+olmo3, olmo3.1, olmo3-think, olmo3-32b-think, qwen3.5, qwen3-coder); the prompt text below
 follows the same rules, so that a model created with `RENDERER cogito` (or pulled with that
 config) sees exactly the prompt Ollama would give it. Renderers not written here render with
 the GGUF's own Jinja template (engine/reasoning.py lists the names accepted).
 
 JSON inside prompts is written as Go's encoding/json writes it: `<`, `>` and `&` escaped,
-struct fields in Ollama's order (the tool structs of engine/gotemplate.py), tool-call
-arguments in the order they came.
+struct fields in Ollama's order (api.Tool, api.ToolProperty), tool properties and call
+arguments in the order they came (Ollama keeps them in ordered maps), other objects with
+their keys sorted (Go maps).
 """
 
 from __future__ import annotations
@@ -382,6 +384,224 @@ def _olmo3_call(call: ToolCall) -> str:
     return f"{call.name}({arguments})"
 
 
+QWEN_TOOL_FORMAT = """If you choose to call a function ONLY reply in the following format with NO suffix:
+
+<tool_call>
+<function=example_function_name>
+<parameter=example_parameter_1>
+value_1
+</parameter>
+<parameter=example_parameter_2>
+This is the value for the second parameter
+that can span
+multiple lines
+</parameter>
+</function>
+</tool_call>
+
+<IMPORTANT>
+Reminder:
+- Function calls MUST follow the specified format: an inner <function=...></function> block \
+must be nested within <tool_call></tool_call> XML tags
+- Required parameters MUST be specified
+- You may provide optional reasoning for your function call in natural language BEFORE the \
+function call, but NOT after
+- If there is no function call available, answer the question like normal with your current \
+knowledge and do not tell the user about function calls
+</IMPORTANT>"""
+
+
+def argument_text(value: object) -> str:
+    """A call argument as Qwen's XML calls write it (Ollama's formatToolCallArgument): text
+    as it is, lists and objects as JSON, null as `null`, other values as Go prints them."""
+    from ollamacli.engine.goexec import format_value
+
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        return go_json(value)
+    return format_value(value)
+
+
+def _qwen_call(call: ToolCall) -> str:
+    """`<tool_call><function=NAME><parameter=KEY>VALUE</parameter>...` (arguments in order)."""
+    parameters = "".join(
+        f"\n<parameter={key}>\n{argument_text(value)}\n</parameter>"
+        for key, value in call.arguments.items()
+    )
+    return f"<tool_call>\n<function={call.name}>{parameters}\n</function>\n</tool_call>"
+
+
+def _is_tool_response(message: ChatMessage) -> bool:
+    text = message.content.strip()
+    return text.startswith("<tool_response>") and text.endswith("</tool_response>")
+
+
+def _qwen35_reasoning(message: ChatMessage, content: str, *, shown: bool) -> tuple[str, str]:
+    """The trace to show in an assistant turn and the content left: the turn's `thinking`,
+    else a trace written in the content before `</think>`."""
+    if shown and message.thinking:
+        return message.thinking.strip(), content
+    index = content.find("</think>")
+    if index == -1:
+        return "", content
+    before = content[:index]
+    opening = before.rfind("<think>")
+    reasoning = before[opening + len("<think>") :] if opening != -1 else before
+    return reasoning.strip(), content[index + len("</think>") :].lstrip("\n")
+
+
+def render_qwen35(
+    messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], think: ThinkValue
+) -> str:
+    """Qwen 3.5: ChatML; tools as spaced JSON lines in `<tools>` with the XML call format,
+    the system text after them; traces shown only for turns after the last real question;
+    calls as `<function=...>` blocks; a thinking answer opens `<think>`, a non-thinking one
+    gets an empty trace."""
+    thinking = True if think is None else think_enabled(think)
+    out: list[str] = []
+    system = messages[0].content.strip() if messages and messages[0].role == "system" else None
+    if tools:
+        lines = "".join("\n" + with_spaces(_struct_json(_tool_json(t))) for t in tools)
+        out.append(
+            "<|im_start|>system\n# Tools\n\nYou have access to the following functions:\n\n"
+            f"<tools>{lines}\n</tools>\n\n{QWEN_TOOL_FORMAT}"
+        )
+        out.append(f"\n\n{system}" if system else "")
+        out.append("<|im_end|>\n")
+    elif system is not None:
+        out.append(f"<|im_start|>system\n{system}<|im_end|>\n")
+    last_query = next(
+        (
+            i
+            for i in range(len(messages) - 1, -1, -1)
+            if messages[i].role == "user" and not _is_tool_response(messages[i])
+        ),
+        len(messages) - 1,
+    )
+    for index, message in enumerate(messages):
+        out.append(_qwen35_turn(messages, index, shown=thinking and index > last_query))
+        if index == len(messages) - 1 and message.role != "assistant":
+            opening = "<think>\n" if thinking else "<think>\n\n</think>\n\n"
+            out.append("<|im_start|>assistant\n" + opening)
+    return "".join(out)
+
+
+def _qwen35_turn(messages: Sequence[ChatMessage], index: int, *, shown: bool) -> str:
+    message = messages[index]
+    content = message.content.strip()
+    last = index == len(messages) - 1
+    if message.role == "user" or (message.role == "system" and index != 0):
+        return f"<|im_start|>{message.role}\n{content}<|im_end|>\n"
+    if message.role == "assistant":
+        reasoning, content = _qwen35_reasoning(message, content, shown=shown)
+        trace = f"<think>\n{reasoning}\n</think>\n\n" if shown else ""
+        out = [f"<|im_start|>assistant\n{trace}{content}"]
+        for number, call in enumerate(message.tool_calls):
+            if number:
+                out.append("\n")
+            elif content.strip():
+                out.append("\n\n")
+            out.append(_qwen_call(call))
+        if not last:
+            out.append("<|im_end|>\n")
+        return "".join(out)
+    if message.role == "tool":
+        first = index == 0 or messages[index - 1].role != "tool"
+        closes = last or messages[index + 1].role != "tool"
+        return (
+            ("<|im_start|>user" if first else "")
+            + f"\n<tool_response>\n{content}\n</tool_response>"
+            + ("<|im_end|>\n" if closes else "")
+        )
+    return ""
+
+
+QWEN3_CODER_SYSTEM = (
+    "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks."
+)
+
+
+def _extra_keys(value: Mapping[str, object], handled: frozenset[str]) -> str:
+    """The fields of a marshalled struct other than `handled`, as `<key>value</key>` lines:
+    objects and lists as JSON, null skipped (Go ranges over a map here, in no set order;
+    these come sorted)."""
+    out = []
+    for key in sorted(value):
+        item = value[key]
+        if key in handled or item is None:
+            continue
+        text = go_json(item) if isinstance(item, (dict, list)) else argument_text(item)
+        out.append(f"\n<{key}>{text}</{key}>")
+    return "".join(out)
+
+
+def _coder_tool(tool: ToolSpec) -> str:
+    function = _tool_json(tool)["function"]
+    assert isinstance(function, dict)
+    parameters = function["parameters"]
+    out = [f"\n<function>\n<name>{function['name']}</name>"]
+    if function.get("description"):
+        out.append(f"\n<description>{function['description']}</description>")
+    out.append("\n<parameters>")
+    for name, prop in (parameters.get("properties") or {}).items():
+        out.append(f"\n<parameter>\n<name>{name}</name>")
+        kind = prop.get("type")
+        if kind:
+            out.append(f"\n<type>{kind if isinstance(kind, str) else go_json(kind)}</type>")
+        if prop.get("description"):
+            out.append(f"\n<description>{prop['description']}</description>")
+        out.append(_extra_keys(prop, frozenset({"type", "description"})))
+        out.append("\n</parameter>")
+    out.append(_extra_keys(parameters, frozenset({"type", "properties"})))
+    out.append("\n</parameters>\n</function>")
+    return "".join(out)
+
+
+def render_qwen3_coder(
+    messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], think: ThinkValue
+) -> str:
+    """Qwen 3 Coder: the first system text (Qwen's default when there are tools but none),
+    tools as XML `<function>` descriptions with the XML call format, calls as
+    `<function=...>` blocks, consecutive tool results in one user turn."""
+    system = next((m.content for m in messages if m.role == "system"), "")
+    turns = [m for m in messages if m.role != "system"]
+    out: list[str] = []
+    if system or tools:
+        out.append("<|im_start|>system\n" + (system or QWEN3_CODER_SYSTEM))
+        if tools:
+            descriptions = "".join(_coder_tool(tool) for tool in tools)
+            out.append(
+                "\n\n# Tools\n\nYou have access to the following functions:\n\n"
+                f"<tools>{descriptions}\n</tools>\n\n{QWEN_TOOL_FORMAT}"
+            )
+        out.append("<|im_end|>\n")
+    for index, message in enumerate(turns):
+        last = index == len(turns) - 1
+        if message.role == "assistant" and message.tool_calls:
+            out.append(
+                "<|im_start|>assistant\n" + (f"{message.content}\n" if message.content else "")
+            )
+            out.extend("\n" + _qwen_call(call) for call in message.tool_calls)
+            out.append("<|im_end|>\n")
+        elif message.role == "assistant":
+            out.append(f"<|im_start|>assistant\n{message.content}")
+            out.append("" if last else "<|im_end|>\n")
+        elif message.role == "tool":
+            if index == 0 or turns[index - 1].role != "tool":
+                out.append("<|im_start|>user")
+            out.append(f"\n<tool_response>\n{message.content}\n</tool_response>")
+            if last or turns[index + 1].role != "tool":
+                out.append("<|im_end|>\n")
+        else:
+            out.append(f"<|im_start|>{message.role}\n{message.content}<|im_end|>\n")
+        if last and message.role != "assistant":
+            out.append("<|im_start|>assistant\n")
+    return "".join(out)
+
+
 RENDERERS: dict[str, Renderer] = {
     "cogito": render_cogito,
     "deepseek3.1": render_deepseek31,
@@ -389,6 +609,8 @@ RENDERERS: dict[str, Renderer] = {
     "olmo3.1": _olmo3(OLMO31_INSTRUCT_SYSTEM),
     "olmo3-think": _olmo3_think(OLMO31_SYSTEM),
     "olmo3-32b-think": _olmo3_think(OLMO3_THINK_32B_SYSTEM),
+    "qwen3.5": render_qwen35,
+    "qwen3-coder": render_qwen3_coder,
 }
 """The renderers written here, by Ollama's name."""
 

@@ -495,3 +495,272 @@ def test_every_renderer_written_is_an_accepted_name():
     from ollamacli.engine.reasoning import RENDERERS as ACCEPTED
 
     assert set(RENDERERS) <= ACCEPTED
+
+
+# Qwen 3.5 and Qwen 3 Coder: Ollama's qwen35_test.go and qwen3coder_test.go.
+
+
+def location_tool(name: str = "get_weather") -> dict[str, object]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}},
+                "required": ["location"],
+            },
+        },
+    }
+
+
+def math_tool(name: str, *keys: str) -> dict[str, object]:
+    properties = {key: {"type": "number"} for key in keys}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {"type": "object", "properties": properties, "required": list(keys)},
+        },
+    }
+
+
+def test_qwen35_tools_and_xml_calls():
+    messages = [
+        SYSTEM,
+        user("What's the weather in Paris?"),
+        assistant("I'll check.", ToolCall("get_weather", {"location": "Paris"})),
+        tool("22C"),
+        user("Thanks"),
+    ]
+    got = render("qwen3.5", messages, (location_tool(),), None)
+    assert got.startswith(
+        "<|im_start|>system\n# Tools\n\nYou have access to the following functions:\n\n<tools>\n"
+        '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": '
+        '"object", "required": ["location"], "properties": {"location": {"type": "string"}}}}}'
+        "\n</tools>\n\nIf you choose to call a function ONLY reply in the following format"
+    )
+    assert "<function=example_function_name>" in got
+    assert (
+        "<tool_call>\n<function=get_weather>\n<parameter=location>\nParis\n</parameter>\n"
+        "</function>\n</tool_call>"
+    ) in got
+    assert got.index("# Tools") < got.index("You are a helpful assistant.")
+    assert "</IMPORTANT>\n\nYou are a helpful assistant.<|im_end|>\n" in got
+
+
+def test_qwen35_no_think_prefill():
+    got = render("qwen3.5", [user("hello")], (), False)
+    assert (
+        got == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
+
+
+def test_qwen35_back_to_back_calls_and_responses():
+    messages = [
+        SYSTEM,
+        user("Run add and multiply."),
+        assistant(
+            "I'll run both now.",
+            ToolCall("add", {"a": 2, "b": 3}),
+            ToolCall("multiply", {"x": 4, "y": 5}),
+            thinking="Need to call add and multiply.",
+        ),
+        tool("5"),
+        tool("20"),
+        user("Summarize the results."),
+    ]
+    tools = (math_tool("add", "a", "b"), math_tool("multiply", "x", "y"))
+    got = render("qwen3.5", messages, tools, None)
+    assert "Need to call add and multiply." not in got  # an earlier turn's trace
+    assert (
+        "<tool_call>\n<function=add>\n<parameter=a>\n2\n</parameter>\n<parameter=b>\n3\n"
+        "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=multiply>\n"
+        "<parameter=x>\n4\n</parameter>\n<parameter=y>\n5\n</parameter>\n</function>\n"
+        "</tool_call>"
+    ) in got
+    assert (
+        "<|im_start|>user\n<tool_response>\n5\n</tool_response>\n<tool_response>\n20\n"
+        "</tool_response><|im_end|>"
+    ) in got
+    assert got.endswith("<|im_start|>assistant\n<think>\n")
+
+
+def test_qwen35_interleaved_thinking_and_tools():
+    messages = [
+        SYSTEM,
+        user("Plan a picnic in Paris."),
+        assistant(
+            "Checking weather first.",
+            ToolCall("get_weather", {"location": "Paris"}),
+            thinking="Need weather before giving advice.",
+        ),
+        tool("22C"),
+        assistant(
+            "Checking UV too.",
+            ToolCall("get_uv", {"location": "Paris"}),
+            thinking="Need UV index for sunscreen advice.",
+        ),
+        tool("5"),
+    ]
+    got = render("qwen3.5", messages, (location_tool(), location_tool("get_uv")), None)
+    for trace, text, name in (
+        ("Need weather before giving advice.", "Checking weather first.", "get_weather"),
+        ("Need UV index for sunscreen advice.", "Checking UV too.", "get_uv"),
+    ):
+        assert (
+            f"<|im_start|>assistant\n<think>\n{trace}\n</think>\n\n{text}\n\n<tool_call>\n"
+            f"<function={name}>\n<parameter=location>\nParis\n</parameter>\n</function>\n"
+            "</tool_call><|im_end|>"
+        ) in got
+    assert got.endswith("<|im_start|>assistant\n<think>\n")
+
+
+def test_qwen35_prefill_with_thinking():
+    messages = [user("Write two words."), assistant("Hello world", thinking="Keep it short.")]
+    assert render("qwen3.5", messages, (), None) == (
+        "<|im_start|>user\nWrite two words.<|im_end|>\n<|im_start|>assistant\n<think>\n"
+        "Keep it short.\n</think>\n\nHello world"
+    )
+
+
+QWEN_FORMAT = (
+    "If you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
+    "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n"
+    "</parameter>\n<parameter=example_parameter_2>\nThis is the value for the second "
+    "parameter\nthat can span\nmultiple lines\n</parameter>\n</function>\n</tool_call>\n\n"
+    "<IMPORTANT>\nReminder:\n- Function calls MUST follow the specified format: an inner "
+    "<function=...></function> block must be nested within <tool_call></tool_call> XML tags\n"
+    "- Required parameters MUST be specified\n- You may provide optional reasoning for your "
+    "function call in natural language BEFORE the function call, but NOT after\n- If there is "
+    "no function call available, answer the question like normal with your current knowledge "
+    "and do not tell the user about function calls\n</IMPORTANT>"
+)
+TOOLS_SYSTEM = ChatMessage("system", "You are a helpful assistant with access to tools.")
+
+
+def test_qwen3_coder_basic_and_prefill():
+    assert render("qwen3-coder", [SYSTEM, HOW], (), None) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "Hello, how are you?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    prefill = [
+        SYSTEM,
+        user("Tell me something interesting."),
+        assistant("I'll tell you something interesting about cats"),
+    ]
+    assert render("qwen3-coder", prefill, (), None) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "Tell me something interesting.<|im_end|>\n<|im_start|>assistant\n"
+        "I'll tell you something interesting about cats"
+    )
+
+
+def test_qwen3_coder_tools_and_response():
+    unit = {
+        "type": "string",
+        "enum": ["celsius", "fahrenheit"],
+        "description": "The unit of temperature",
+    }
+    tools = (
+        {
+            "function": {
+                "name": "get_weather",
+                "description": "Get the current weather in a given location",
+                "parameters": {"required": ["unit"], "properties": {"unit": unit}},
+            }
+        },
+    )
+    weather = (
+        '{"location": "San Francisco, CA", "temperature": 68, "condition": "partly cloudy", '
+        '"humidity": 65, "wind_speed": 12}'
+    )
+    messages = [
+        TOOLS_SYSTEM,
+        user("What is the weather like in San Francisco?"),
+        assistant(
+            "I'll check the weather in San Francisco for you.",
+            ToolCall("get_weather", {"unit": "fahrenheit"}),
+        ),
+        ChatMessage("tool", weather, tool_name="get_weather"),
+        user("That sounds nice! What about New York?"),
+    ]
+    assert render("qwen3-coder", messages, tools, None) == (
+        "<|im_start|>system\nYou are a helpful assistant with access to tools.\n\n# Tools\n\n"
+        "You have access to the following functions:\n\n<tools>\n<function>\n"
+        "<name>get_weather</name>\n<description>Get the current weather in a given location"
+        "</description>\n<parameters>\n<parameter>\n<name>unit</name>\n<type>string</type>\n"
+        "<description>The unit of temperature</description>\n"
+        '<enum>["celsius","fahrenheit"]</enum>\n</parameter>\n<required>["unit"]</required>\n'
+        f"</parameters>\n</function>\n</tools>\n\n{QWEN_FORMAT}<|im_end|>\n<|im_start|>user\n"
+        "What is the weather like in San Francisco?<|im_end|>\n<|im_start|>assistant\n"
+        "I'll check the weather in San Francisco for you.\n\n<tool_call>\n"
+        "<function=get_weather>\n<parameter=unit>\nfahrenheit\n</parameter>\n</function>\n"
+        f"</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n{weather}\n"
+        "</tool_response><|im_end|>\n<|im_start|>user\nThat sounds nice! What about New York?"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_qwen3_coder_parallel_calls_and_json_arguments():
+    def number_tool(name: str, verb: str) -> dict[str, object]:
+        prop = {"type": "string", "description": f"The number to {verb}"}
+        return {
+            "function": {
+                "name": name,
+                "description": f"{verb.capitalize()} a number",
+                "parameters": {"properties": {"number": prop}},
+            }
+        }
+
+    messages = [
+        TOOLS_SYSTEM,
+        user("call double(1) and triple(2)"),
+        assistant(
+            "I'll call double(1) and triple(2) for you.",
+            ToolCall("double", {"number": "1"}),
+            ToolCall("triple", {"number": "2"}),
+        ),
+        ChatMessage("tool", '{"number": 2}', tool_name="double"),
+        ChatMessage("tool", '{"number": 6}', tool_name="triple"),
+    ]
+    got = render(
+        "qwen3-coder",
+        messages,
+        (number_tool("double", "double"), number_tool("triple", "triple")),
+        None,
+    )
+    assert got.endswith(
+        "<|im_start|>user\ncall double(1) and triple(2)<|im_end|>\n<|im_start|>assistant\n"
+        "I'll call double(1) and triple(2) for you.\n\n<tool_call>\n<function=double>\n"
+        "<parameter=number>\n1\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n"
+        "<function=triple>\n<parameter=number>\n2\n</parameter>\n</function>\n</tool_call>"
+        '<|im_end|>\n<|im_start|>user\n<tool_response>\n{"number": 2}\n</tool_response>\n'
+        '<tool_response>\n{"number": 6}\n</tool_response><|im_end|>\n<|im_start|>assistant\n'
+    )
+    assert (
+        "<function>\n<name>double</name>\n<description>Double a number</description>\n"
+        "<parameters>\n<parameter>\n<name>number</name>\n<type>string</type>\n"
+        "<description>The number to double</description>\n</parameter>\n</parameters>\n"
+        "</function>"
+    ) in got
+    echo = [
+        user("call tool"),
+        assistant("", ToolCall("echo", {"payload": {"foo": "bar"}})),
+        ChatMessage("tool", '{"payload": {"foo": "bar"}}', tool_name="echo"),
+    ]
+    assert render("qwen3-coder", echo, (), None) == (
+        "<|im_start|>user\ncall tool<|im_end|>\n<|im_start|>assistant\n\n<tool_call>\n"
+        '<function=echo>\n<parameter=payload>\n{"foo":"bar"}\n</parameter>\n</function>\n'
+        '</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n{"payload": {"foo": '
+        '"bar"}}\n</tool_response><|im_end|>\n<|im_start|>assistant\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [("foo", "foo"), ({"foo": "bar"}, '{"foo":"bar"}'), (1, "1"), (True, "true")]
+)
+def test_call_arguments_as_qwen_writes_them(value, text):
+    from ollamacli.engine.renderers import argument_text
+
+    assert argument_text(value) == text

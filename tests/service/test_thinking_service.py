@@ -171,23 +171,37 @@ def test_harmony_parser_reads_channels_with_control_tokens_printed(services, set
     assert all(s.special_tokens for s in factory.loaded[0].samplings)
 
 
-def test_a_renderer_renders_with_the_ggufs_own_template(services, tmp_path, fake_factory):
+def test_a_renderer_not_written_here_renders_with_the_ggufs_own_template(
+    services, tmp_path, fake_factory
+):
     fake_factory.chat_template = "{% for m in messages %}<{{ m.content }}>{% endfor %}" + (
         "{% if enable_thinking is defined and not enable_thinking %}[no]{% endif %}</think>"
     )
     create(
         services,
         tmp_path,
-        "qwen35",
+        "lfm2",
         template="IGNORED {{ .Prompt }}",
-        renderer="qwen3.5",
-        parser="qwen3.5",
+        renderer="lfm2-thinking",
+        parser="lfm2-thinking",
     )
     fake_factory.enqueue("<think>r</think>a")
     fake_factory.enqueue("a")
+    assert split(chat(services, "lfm2")) == ("r", "a", [])
+    assert split(chat(services, "lfm2", think=False)) == ("", "a", [])
+    assert fake_factory.loaded[0].prompts == ["<Why?></think>", "<Why?>[no]</think>"]
+
+
+def test_qwen35_renders_as_ollamas_renderer(services, tmp_path, fake_factory):
+    create(services, tmp_path, "qwen35", renderer="qwen3.5", parser="qwen3.5")
+    fake_factory.enqueue("r</think>\n\na")
+    fake_factory.enqueue("a")
     assert split(chat(services, "qwen35")) == ("r", "a", [])
     assert split(chat(services, "qwen35", think=False)) == ("", "a", [])
-    assert fake_factory.loaded[0].prompts == ["<Why?></think>", "<Why?>[no]</think>"]
+    assert fake_factory.loaded[0].prompts == [
+        "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n",
+        "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    ]
 
 
 def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_path):
