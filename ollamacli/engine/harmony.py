@@ -108,6 +108,30 @@ def shown_tools(tools: Sequence[Mapping[str, object]]) -> tuple[Mapping[str, obj
     return tuple(renamed)
 
 
+def forced_call_grammar(tools: Sequence[Mapping[str, object]], choice_name: str | None) -> str:
+    """GBNF for one call as gpt-oss writes it: `<|channel|>commentary to=functions.NAME
+    <|constrain|>json<|message|>` and arguments that fit the function's parameters (any
+    offered function, or the one `choice_name` names); names as `harmony_names` shows them."""
+    from ollamacli.engine.llama import schema_grammar
+    from ollamacli.engine.structured import check_grammar, gbnf_literal, prefixed_rules
+    from ollamacli.engine.tools import parameters_of
+
+    names = tool_names(tools)
+    shown = harmony_names(names)
+    calls, rules = [], []
+    for index, tool in enumerate(tools):
+        if choice_name not in (None, names[index]):
+            continue
+        arguments = schema_grammar(parameters_of(function_of(tool, index)), where="tools")
+        prefix = f"call{index}"
+        header = f"<|channel|>commentary to=functions.{shown[index]} <|constrain|>json{HEADER_END}"
+        calls.append(f"{gbnf_literal(header)} {prefix}-root")
+        rules.append(prefixed_rules(arguments, prefix))
+    grammar = "root ::= " + " | ".join(calls) + "\n" + "\n".join(rules)
+    check_grammar(grammar, where="tools")
+    return grammar
+
+
 def open_message(prompt: str) -> HarmonyHeader | None:
     """The header of the message a prompt leaves open (a prefill), None if it ends between
     messages or in a header (`<|start|>assistant`)."""

@@ -135,7 +135,13 @@ HARMONY_FINAL = "<|channel|>final<|message|>"
 
 
 def grammar_after_trace(
-    style: ThinkingStyle, prompt: str, answer: str, *, thinking: bool, where: str = "format"
+    style: ThinkingStyle,
+    prompt: str,
+    answer: str,
+    *,
+    thinking: bool,
+    where: str = "format",
+    final: bool = True,
 ) -> str:
     """The grammar for a constrained answer (`format`, a forced tool call) of a model that
     reasons: the trace is free text and only what follows it is constrained, as Ollama
@@ -144,14 +150,16 @@ def grammar_after_trace(
     A template that opens the tag in the prompt leaves the model inside the trace, so the
     trace and its closing tag are required; otherwise a trace is allowed when thinking is on
     (the model may skip it), and not at all when it is off. gpt-oss writes its answer on the
-    `final` channel, after an optional `analysis` message."""
+    `final` channel (a forced call, `final=False`, writes its own header), after an optional
+    `analysis` message."""
     from ollamacli.engine.structured import TraceShape, gbnf_literal, lead_then, trace_then
 
     if style.kind == "harmony":
+        lead = HARMONY_FINAL if final else ""
         if not thinking:
-            return lead_then(answer, HARMONY_FINAL, where=where)
+            return lead_then(answer, lead, where=where) if lead else answer
         after = gbnf_literal("<|start|>assistant")
-        shape = TraceShape(HARMONY_ANALYSIS, "<|end|>", after, HARMONY_FINAL)
+        shape = TraceShape(HARMONY_ANALYSIS, "<|end|>", after, lead)
     elif prompt_opens(prompt, style.opening):
         shape = TraceShape("", style.closing, BLANKS_AFTER_TRACE, required=True)
     elif thinking:

@@ -372,6 +372,20 @@ def _renamed_root(grammar: str, name: str) -> str:
     return _ROOT_WORD.sub(lambda match: name if match.group() == "root" else match.group(), grammar)
 
 
+def prefixed_rules(grammar: str, prefix: str) -> str:
+    """`grammar` with every rule it defines renamed `{prefix}-{name}` (references included),
+    so that several grammars can live in one text; its start rule is `{prefix}-root`."""
+    names = sorted(set(_RULE_NAME.findall(grammar)), key=len, reverse=True)
+    if not names:
+        return grammar
+    words = "|".join(re.escape(name) for name in names)
+    pattern = re.compile(_NOT_STRUCTURE.pattern + rf"|(?<![A-Za-z0-9-])(?:{words})(?![A-Za-z0-9-])")
+    return pattern.sub(
+        lambda match: match.group() if match.group()[:1] in '"[#' else f"{prefix}-{match.group()}",
+        grammar,
+    )
+
+
 def lead_then(answer: str, lead: str, *, where: str = "format") -> str:
     """A grammar for the literal `lead` followed by `answer` (a GBNF text with a `root`)."""
     answer_root = f"{_fresh_name(answer, 'lead')}-answer"

@@ -34,6 +34,7 @@ from ollamacli.engine.base import (
     SamplingConfig,
     TextChunk,
 )
+from ollamacli.engine.harmony import forced_call_grammar as harmony_call_grammar
 from ollamacli.engine.harmony import shown_tools
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.reasoning import (
@@ -137,13 +138,18 @@ class _Reasoning:
         text = prompt.content if isinstance(prompt.content, str) else prompt.text
         return output_reader(self.style, text, names)
 
-    def constrain(self, grammar: str, prompt: _Prompt) -> str:
-        """The grammar for the answer, with room for the trace before it."""
+    @property
+    def harmony(self) -> bool:
+        return self.style is not None and self.style.kind == "harmony"
+
+    def constrain(self, grammar: str, prompt: _Prompt, *, final: bool = True) -> str:
+        """The grammar for the answer, with room for the trace before it (`final`: a harmony
+        answer goes on the final channel; a call writes its own header)."""
         if self.style is None:
             return grammar
         text = prompt.content if isinstance(prompt.content, str) else prompt.text
         thinking = think_enabled(self.render_think())
-        return grammar_after_trace(self.style, text, grammar, thinking=thinking)
+        return grammar_after_trace(self.style, text, grammar, thinking=thinking, final=final)
 
     def render_think(self) -> ThinkValue:
         """What the template sees: a thinking model thinks unless told not to (Ollama)."""
@@ -231,24 +237,22 @@ class ChatService:
         sampling = self._sampling(prepared, request.format, request.truncate)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            reasoning = self._reasoning(
-                prepared.resolved,
-                template,
-                request.model,
-                request.think,
-                forced_call=tools.active and tools.choice.forced,
-            )
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
             fit = Fit(request.truncate, reasoning.render_think(), cancel)
             shown = tools
-            if reasoning.style is not None and reasoning.style.kind == "harmony" and tools.active:
+            if reasoning.harmony and tools.active:
                 shown = dataclasses.replace(tools, tools=shown_tools(tools.tools))
             prompt = _tool_prompt(lease.engine, template, conversation, shown, fit)
-            grammar = tools.grammar(template.source) or sampling.grammar
+            if reasoning.harmony and tools.active and tools.choice.forced:
+                call = harmony_call_grammar(tools.tools, tools.choice.name)
+                grammar: str | None = reasoning.constrain(call, prompt, final=False)
+            else:
+                grammar = tools.grammar(template.source) or sampling.grammar
+                grammar = None if grammar is None else reasoning.constrain(grammar, prompt)
             if grammar is not None:
-                grammar = reasoning.constrain(grammar, prompt)
                 sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             splitter = tools.splitter(template.source)
@@ -290,24 +294,16 @@ class ChatService:
         template: ChatTemplate,
         model: str,
         think: ThinkValue,
-        *,
-        forced_call: bool = False,
     ) -> _Reasoning:
-        """The model's trace format; asking a model without one to think is Ollama's 400.
-
-        A forced tool call of a harmony model is written in the template's JSON syntax, not
-        on a harmony channel: such a request does not think, and its output is plain text."""
+        """The model's trace format; asking a model without one to think is Ollama's 400."""
         parser = resolved.config.get("parser")
         style = thinking_style(
             template.source, template.kind, parser if isinstance(parser, str) else None
         )
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
-        if style is not None and style.kind == "harmony":
-            if forced_call:
-                return _Reasoning(None, False)
-            if think == "max":  # harmony's Reasoning knows low, medium and high (as Ollama)
-                think = "high"
+        if style is not None and style.kind == "harmony" and think == "max":
+            think = "high"  # harmony's Reasoning knows low, medium and high (as Ollama)
         return _Reasoning(style, think)
 
     def _generate_prompt(
@@ -445,7 +441,7 @@ def _tool_prompt(
 
 def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
     """Harmony's channel markers are control tokens: the engine must print them."""
-    if reasoning.style is not None and reasoning.style.kind == "harmony":
+    if reasoning.harmony:
         return dataclasses.replace(sampling, special_tokens=True)
     return sampling
 

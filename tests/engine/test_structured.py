@@ -19,6 +19,7 @@ from ollamacli.engine.structured import (
     check_json_schema,
     gbnf_literal,
     grammar_depth,
+    prefixed_rules,
     text_without,
     trace_then,
 )
@@ -260,3 +261,10 @@ def test_the_grammar_limits_apply_to_a_trace_and_its_answer(depth, fits):
 
 def test_gbnf_literal_escapes_code_points():
     assert gbnf_literal('a "b"\n😀') == '"a \\U00000022b\\U00000022\\U0000000A\\U0001F600"'
+
+
+def test_prefixed_rules_rename_definitions_and_references_only():
+    grammar = 'root ::= "root" item [root]\nitem ::= ([a-z] | root)* # root\nitem-kv ::= item'
+    assert prefixed_rules(grammar, "p") == (
+        'p-root ::= "root" p-item [root]\np-item ::= ([a-z] | p-root)* # root\np-item-kv ::= p-item'
+    )

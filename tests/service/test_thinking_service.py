@@ -326,3 +326,36 @@ def test_gpt_oss_reasoning_max_is_high(services, tmp_path, fake_factory):
     first, second = (str(p) for p in fake_factory.loaded[0].prompts)
     assert "\n\nReasoning: high\n\n" in first
     assert "\n\nReasoning: medium\n\n" in second
+
+
+def test_a_forced_call_of_a_harmony_model_follows_its_analysis(services, settings, tmp_path):
+    """gpt-oss with tool_choice required: an optional analysis message, then a commentary
+    message to one of the functions (as shown: identifiers) with arguments fitting its
+    schema; the reader maps the name back."""
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Weather needed.<|end|><|start|>assistant",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}',
+    )
+    tool = {"type": "function", "function": {**WEATHER_TOOL["function"], "name": "get weather"}}
+    other = {"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}
+    events = chat(
+        services,
+        "oss",
+        tools=(tool, other),
+        tool_choice=ToolChoice("required", "get weather"),
+    )
+    assert split(events) == ("Weather needed.", "", [ToolCall("get weather", {"city": "Paris"})])
+    grammar = factory.loaded[0].samplings[0].grammar or ""
+    first = grammar.splitlines()[0]
+    assert first == (
+        'root ::= ( "<|channel|>analysis<|message|>" trace-text-0 "<|end|>" "<|start|>assistant" )?'
+        " trace-answer"
+    )
+    assert (
+        'trace-answer ::= "<|channel|>commentary to=functions.get_weather <|constrain|>json'
+        '<|message|>" call0-root'
+    ) in grammar
+    assert "call1-" not in grammar  # only the function tool_choice names
