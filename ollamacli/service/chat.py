@@ -407,17 +407,15 @@ class ChatService:
         not change that, as in Ollama), else with the GGUF's own Jinja template; the GGUF's
         template still tells the tool-call syntax."""
         renderer = resolved.config.get("renderer")
-        modelfile = None if renderer else resolved.template
+        written = renderer if isinstance(renderer, str) and renderer in RENDERERS else ""
         template = resolve_template(
-            None if renderer in RENDERERS else override,
-            modelfile,
+            None if written else override,
+            None if renderer else resolved.template,
             engine.metadata.get("tokenizer.chat_template"),
             bos_token=engine.bos_token,
             eos_token=engine.eos_token,
         )
-        if isinstance(renderer, str) and renderer in RENDERERS:
-            return dataclasses.replace(template, renderer=renderer)
-        return template
+        return dataclasses.replace(template, renderer=written) if written else template
 
 
 def _tool_prompt(
