@@ -360,6 +360,72 @@ DEEPSEEK_CASES = [
 ]
 
 
+DS_TWO_TOOLS = DS_TOOLS.replace(
+    "\n\nIMPORTANT:",
+    "\n\n### calculate\nDescription: Perform mathematical calculations\n\nParameters: "
+    '{"type":"object","required":["expression"],"properties":{"expression":{"type":"string",'
+    '"description":"Mathematical expression to evaluate"}}}\n\nIMPORTANT:',
+)
+CALCULATE = {
+    "type": "function",
+    "function": {
+        "name": "calculate",
+        "description": "Perform mathematical calculations",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "expression": {
+                    "type": "string",
+                    "description": "Mathematical expression to evaluate",
+                }
+            },
+            "required": ["expression"],
+        },
+    },
+}
+DEEPSEEK_CASES += [
+    (
+        "two-tools",
+        [
+            ChatMessage("system", "You are a helpful assistant with access to multiple tools."),
+            user("What can you help me with?"),
+        ],
+        False,
+        (weather("Get current weather information"), CALCULATE),
+        f"{BOS}You are a helpful assistant with access to multiple tools.{DS_TWO_TOOLS}"
+        "<｜User｜>What can you help me with?<｜Assistant｜></think>",
+    ),
+    (
+        "thinking-on-each-turn",
+        [
+            user("hey!"),
+            assistant("Hey! 😊 How's it going?", thinking="A greeting."),
+            user("fantastic, how has yours been"),
+            assistant("Glad to hear it!\n\nMine's been great.", thinking="Warm reply."),
+            user("awesome, can you tell me a 10 word story?"),
+        ],
+        True,
+        (),
+        f"{BOS}<｜User｜>hey!<｜Assistant｜></think>Hey! 😊 How's it going?<｜end▁of▁sentence｜>"
+        "<｜User｜>fantastic, how has yours been<｜Assistant｜></think>Glad to hear it!\n\n"
+        "Mine's been great.<｜end▁of▁sentence｜><｜User｜>awesome, can you tell me a 10 word "
+        "story?<｜Assistant｜><think>",
+    ),
+    (
+        "embedded-think-tags",
+        [
+            user("Who are you?"),
+            assistant("<think>Hmm</think>I am DeepSeek"),
+            user("Thanks! Can you tell me a 10 word story?"),
+        ],
+        True,
+        (),
+        f"{BOS}<｜User｜>Who are you?<｜Assistant｜></think>I am DeepSeek<｜end▁of▁sentence｜>"
+        "<｜User｜>Thanks! Can you tell me a 10 word story?<｜Assistant｜><think>",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("messages", "think", "tools", "expected"),
     [case[1:] for case in DEEPSEEK_CASES],
