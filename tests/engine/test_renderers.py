@@ -199,6 +199,48 @@ COGITO_CASES = [
 ]
 
 
+COGITO_CASES += [
+    (
+        "system-thinking-prefill-closed",
+        [ChatMessage("system", "You are a helpful assistant"), user("Start"), assistant("Okay")],
+        True,
+        (),
+        f"{BOS}{DEEP}{COGITO}\n\nYou are a helpful assistant\n\n<｜User｜>Start<｜Assistant｜>"
+        "Okay<｜end▁of▁sentence｜><｜Assistant｜><think>\n",
+    ),
+    (
+        "thinking-empty-assistant",
+        [user("Think about this"), assistant("")],
+        True,
+        (),
+        f"{BOS}{DEEP}{COGITO}<｜User｜>Think about this<｜Assistant｜><｜end▁of▁sentence｜>"
+        "<｜Assistant｜><think>\n",
+    ),
+    (
+        "second-system-ignored",
+        [
+            ChatMessage("system", "First instruction"),
+            ChatMessage("system", "Second instruction"),
+            user("Hello"),
+        ],
+        False,
+        (),
+        f"{BOS}{COGITO}\n\nFirst instruction<｜User｜>Hello<｜Assistant｜>",
+    ),
+    (
+        "special-characters",
+        [
+            user('What about <|special|> tokens and "quotes"?'),
+            assistant("They're handled normally in content."),
+        ],
+        False,
+        (),
+        f'{BOS}{COGITO}<｜User｜>What about <|special|> tokens and "quotes"?<｜Assistant｜>'
+        "They're handled normally in content.<｜end▁of▁sentence｜><｜Assistant｜>",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("messages", "think", "tools", "expected"),
     [case[1:] for case in COGITO_CASES],
