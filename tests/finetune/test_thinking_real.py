@@ -2,8 +2,8 @@
 whose answers carry a reasoning trace, under a Qwen-3-style template that opens `<think>` in
 the prompt. Then `run --think`, `--hidethinking`, /api/chat with think true/false, streaming,
 the `ollama` client's thinking calls, the trace on /v1/chat/completions, /v1/responses and
-/v1/messages, and a JSON-schema `format` after the trace, asserting properties that hold on
-any CPU."""
+/v1/messages, a JSON-schema `format` after the trace, and Ollama's qwen3.5 renderer,
+asserting properties that hold on any CPU."""
 
 from __future__ import annotations
 
@@ -234,6 +234,20 @@ def test_a_schema_format_constrains_the_answer_after_the_trace(served: LiveServe
     for thinking, content in answers:
         assert_separated(thinking, content)
         jsonschema.validate(json.loads(content), ANSWER_SCHEMA)
+
+
+def test_the_qwen35_renderer_on_the_trained_model(served: LiveServer):
+    """RENDERER qwen3.5 and PARSER qwen3.5 on the trained model: Ollama's renderer writes the
+    same prompt as the model's Qwen-3-style template, so it thinks, and the trace comes apart."""
+    spec = CreateSpec(from_model="thinker", renderer="qwen3.5", parser="qwen3.5")
+    served.services.models.create("thinker-r", spec)
+    ask = {"model": "thinker-r", "messages": [{"role": "user", "content": QUESTION}]}
+    with served.client(timeout=170) as client:
+        on = client.post("/api/chat", json={**ask, "think": True, "options": GREEDY}).json()
+        off = client.post("/api/chat", json={**ask, "think": False, "options": GREEDY}).json()
+    assert_separated(on["message"].get("thinking"), on["message"]["content"])
+    assert "thinking" not in off["message"]
+    assert off["message"]["content"].strip()
 
 
 def test_show_lists_thinking_for_the_trained_model(served: LiveServer):
