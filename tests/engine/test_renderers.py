@@ -408,7 +408,7 @@ DS_TWO_TOOLS = DS_TOOLS.replace(
     '{"type":"object","required":["expression"],"properties":{"expression":{"type":"string",'
     '"description":"Mathematical expression to evaluate"}}}\n\nIMPORTANT:',
 )
-CALCULATE = {
+CALCULATE: dict[str, object] = {
     "type": "function",
     "function": {
         "name": "calculate",
