@@ -56,6 +56,16 @@ class JsonMap(dict[str, object]):
     """A Go map type whose String() method prints JSON (Ollama's tool arguments)."""
 
 
+class JsonList(list[object]):
+    """A Go slice type whose String() method prints JSON (Ollama's templateTools: `{{ .Tools }}`
+    prints the tools as a JSON array)."""
+
+
+class PropertyType(list[str]):
+    """Ollama's api.PropertyType: a JSON-schema `type` as a list of names. It prints as its one
+    name (several: `[a b]`) and marshals as a string when it holds one name."""
+
+
 class _Break(Exception):
     pass
 
@@ -102,7 +112,9 @@ def format_value(value: object, *, nested: bool = False) -> str:
         return go_float(value)
     if isinstance(value, (int, str)):
         return str(value)
-    if isinstance(value, JsonMap) or (isinstance(value, GoStruct) and value.stringer):
+    if isinstance(value, PropertyType):
+        return value[0] if len(value) == 1 else ("[" + " ".join(value) + "]" if value else "")
+    if isinstance(value, (JsonMap, JsonList)) or (isinstance(value, GoStruct) and value.stringer):
         return to_json(value)
     if isinstance(value, GoStruct):
         return "{" + " ".join(format_value(v, nested=True) for v in value.fields.values()) + "}"
@@ -123,6 +135,8 @@ def jsonable(value: object) -> object:
             for go_name, json_name, omitempty in tags
             if not (omitempty and not is_true(value.fields.get(go_name)))
         }
+    if isinstance(value, PropertyType) and len(value) == 1:
+        return value[0]
     if isinstance(value, Mapping):
         return {str(k): jsonable(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, bytes):

@@ -72,6 +72,8 @@ def _less(first: object, second: object) -> bool:
 
 
 def _len(value: object) -> int:
+    if value is None:  # a nil slice or map field (ToolCalls, Images): Go's len is 0
+        return 0
     if isinstance(value, str):
         return len(value.encode())
     if isinstance(value, (list, tuple, dict, bytes)):

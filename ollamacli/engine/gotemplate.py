@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ollamacli.engine.base import ChatMessage, ToolCall
 from ollamacli.engine.budget import RenderBudget
-from ollamacli.engine.goexec import Executor, GoStruct, JsonMap
+from ollamacli.engine.goexec import Executor, GoStruct, JsonList, JsonMap, PropertyType
 from ollamacli.engine.gofuncs import FUNCTIONS
 from ollamacli.engine.goparse import (
     Action,
@@ -70,7 +70,7 @@ class GoTemplate:
             data: dict[str, object] = {
                 "System": system,
                 "Messages": [_message(m) for m in collated],
-                "Tools": [_tool(t) for t in tools] or None,
+                "Tools": JsonList(_tool(t) for t in tools) or None,
                 **think_values,
             }
             return executor.execute(self.nodes, {**data, "Response": ""})
@@ -281,6 +281,15 @@ def _tool(spec: Mapping[str, object]) -> GoStruct:
     )
 
 
+def _property_type(kind: object) -> PropertyType | None:
+    """A schema's `type` (a name or a list of names) as Ollama's PropertyType."""
+    if isinstance(kind, str):
+        return PropertyType([kind])
+    if isinstance(kind, list):
+        return PropertyType(str(k) for k in kind)
+    return None
+
+
 def _property(spec: object) -> GoStruct:
     """A JSON-schema property as Ollama's api.ToolProperty (every field omitempty)."""
     kind = _get(spec, "type")
@@ -288,7 +297,7 @@ def _property(spec: object) -> GoStruct:
     any_of = _get(spec, "anyOf")
     fields: dict[str, object] = {
         "AnyOf": [_property(p) for p in any_of] if isinstance(any_of, list) else None,
-        "Type": kind[0] if isinstance(kind, list) and len(kind) == 1 else kind,
+        "Type": _property_type(kind),
         "Items": _get(spec, "items"),
         "Description": _get(spec, "description") or "",
         "Enum": _get(spec, "enum"),

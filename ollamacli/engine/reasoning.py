@@ -7,10 +7,11 @@ template's inferred tags, a harmony template (`<|start|>`, `<|channel|>`, `<|end
 Jinja template that writes `<think>` and `</think>`.
 
 Ollama's newest families name a built-in renderer and parser (model/renderers/,
-model/parsers/) instead of a Go template. Here a known RENDERER renders with the GGUF's own
-Jinja template (which already reads `enable_thinking` and friends), and a known PARSER picks
-the output reader of its family; any other name is refused when the model is created or
-pulled.
+model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollama's renderer
+where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
+olmo3-32b-think, qwen3.5, qwen3-coder), else with the GGUF's own Jinja template (which already reads
+`enable_thinking` and friends); a known PARSER picks the output reader of its family; any
+other name is refused when the model is created or pulled.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ RENDERERS = frozenset(
         "lfm2-thinking",
     }
 )
-"""Ollama's renderer names accepted here; each renders with the GGUF's Jinja chat template."""
+"""Ollama's renderer names accepted here (those not in engine/renderers.py render with the GGUF's
+Jinja chat template)."""
 
 
 def check_renderer_parser(renderer: str | None, parser: str | None, *, source: str = "") -> None:
@@ -118,7 +120,50 @@ def output_reader(style: ThinkingStyle, prompt: str, names: tuple[str, ...] = ()
     if style.kind == "harmony":
         from ollamacli.engine.harmony import HarmonyReader
 
-        return HarmonyReader(names)
+        return HarmonyReader(names, prompt)
     return TagThinkingParser(
         style.opening, style.closing, opened=prompt_opens(prompt, style.opening)
     )
+
+
+BLANKS_AFTER_TRACE = "[ \\t\\r\\n]{0,4}"
+"""What the grammar allows between a closing tag and a constrained answer (the tag parser eats
+blanks there)."""
+
+HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
+HARMONY_FINAL = "<|channel|>final<|message|>"
+
+
+def grammar_after_trace(
+    style: ThinkingStyle,
+    prompt: str,
+    answer: str,
+    *,
+    thinking: bool,
+    where: str = "format",
+    final: bool = True,
+) -> str:
+    """The grammar for a constrained answer (`format`, a forced tool call) of a model that
+    reasons: the trace is free text and only what follows it is constrained, as Ollama
+    constrains only once the trace has closed.
+
+    A template that opens the tag in the prompt leaves the model inside the trace, so the
+    trace and its closing tag are required; otherwise a trace is allowed when thinking is on
+    (the model may skip it), and not at all when it is off. gpt-oss writes its answer on the
+    `final` channel (a forced call, `final=False`, writes its own header), after an optional
+    `analysis` message."""
+    from ollamacli.engine.structured import TraceShape, gbnf_literal, lead_then, trace_then
+
+    if style.kind == "harmony":
+        lead = HARMONY_FINAL if final else ""
+        if not thinking:
+            return lead_then(answer, lead, where=where) if lead else answer
+        after = gbnf_literal("<|start|>assistant")
+        shape = TraceShape(HARMONY_ANALYSIS, "<|end|>", after, lead)
+    elif prompt_opens(prompt, style.opening):
+        shape = TraceShape("", style.closing, BLANKS_AFTER_TRACE, required=True)
+    elif thinking:
+        shape = TraceShape(style.opening, style.closing, BLANKS_AFTER_TRACE)
+    else:
+        return answer
+    return trace_then(answer, shape, where=where)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ollamacli.errors import InvalidRequestError
 
@@ -273,3 +274,121 @@ def grammar_depth(grammar: str) -> int:
         depth += 1 if match.group() == "(" else -1
         deepest = max(deepest, depth)
     return deepest
+
+
+# Rule names of a GBNF text (where they are defined), and `root` where it is referenced.
+_RULE_NAME = re.compile(r"^\s*([A-Za-z0-9-]+)\s*::=", re.MULTILINE)
+_ROOT_WORD = re.compile(_NOT_STRUCTURE.pattern + r"|(?<![A-Za-z0-9-])root(?![A-Za-z0-9-])")
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:;!?|=+*/<>@")
+
+
+def gbnf_literal(text: str) -> str:
+    """`text` as a GBNF string literal (code points escaped, never surrogate pairs)."""
+    return '"' + "".join(c if c in _PLAIN else f"\\U{ord(c):08X}" for c in text) + '"'
+
+
+def _class_char(char: str) -> str:
+    return f"\\U{ord(char):08X}"
+
+
+def _fresh_name(grammar: str, base: str) -> str:
+    """A rule-name prefix no rule of `grammar` starts with."""
+    names = _RULE_NAME.findall(grammar)
+    candidate, number = base, 1
+    while any(name.startswith(candidate) for name in names):
+        number += 1
+        candidate = f"{base}{number}"
+    return candidate
+
+
+def text_without(tag: str, prefix: str) -> str:
+    """GBNF rules `{prefix}-0` … `{prefix}-{len(tag) - 1}`: any text (empty included) that
+    does not contain `tag`; the start rule is `{prefix}-0`.
+
+    Rule `k` stands for "the text so far ends with the first k characters of the tag": a
+    character that extends the match goes to the next rule, any other falls back to the
+    longest part of the tag still matched (as in Knuth-Morris-Pratt), and no rule lets the
+    whole tag through. Each rule recurses only at its end, which llama.cpp follows without
+    its stacks growing."""
+    if not tag:
+        raise ValueError("the tag must not be empty")
+    chars = sorted(set(tag))
+    others = "[^" + "".join(_class_char(c) for c in chars) + "]"
+    rules = []
+    for matched in range(len(tag)):
+        choices = []
+        for char in chars:
+            after = _longest_match(tag[:matched] + char, tag)
+            if after < len(tag):
+                choices.append(f"{gbnf_literal(char)} {prefix}-{after}")
+        choices.append(f"{others} {prefix}-0")
+        rules.append(f"{prefix}-{matched} ::= ( {' | '.join(choices)} )?")
+    return "\n".join(rules)
+
+
+def _longest_match(text: str, tag: str) -> int:
+    """The length of the longest start of `tag` that `text` ends with."""
+    for size in range(min(len(text), len(tag)), 0, -1):
+        if text.endswith(tag[:size]):
+            return size
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceShape:
+    """How a trace is written before a constrained answer: `opening`, free text without
+    `closing`, `closing`, `after_closing` (a GBNF fragment, e.g. blanks); the trace is
+    optional unless `required`; `lead` (a literal) always comes between it and the answer."""
+
+    opening: str
+    closing: str
+    after_closing: str = ""
+    lead: str = ""
+    required: bool = False
+
+
+def trace_then(answer: str, shape: TraceShape, *, where: str = "format") -> str:
+    """A grammar that lets the model reason freely before `answer` (a GBNF text with a `root`
+    rule) constrains what follows, in the given `shape`. The answer's rules keep their names
+    (its `root` is renamed, references included) and the result is checked like any
+    grammar."""
+    prefix = _fresh_name(answer, "trace")
+    answer_root = f"{prefix}-answer"
+    body = f"{prefix}-text"
+    opening = gbnf_literal(shape.opening) if shape.opening else ""
+    parts = (opening, f"{body}-0", gbnf_literal(shape.closing), shape.after_closing)
+    trace = " ".join(part for part in parts if part)
+    root = trace if shape.required else f"( {trace} )?"
+    if shape.lead:
+        root += f" {gbnf_literal(shape.lead)}"
+    rules = text_without(shape.closing, body)
+    grammar = f"root ::= {root} {answer_root}\n{rules}\n{_renamed_root(answer, answer_root)}"
+    check_grammar(grammar, where=where)
+    return grammar
+
+
+def _renamed_root(grammar: str, name: str) -> str:
+    """`grammar` with its rule `root` called `name`, where defined and where referenced."""
+    return _ROOT_WORD.sub(lambda match: name if match.group() == "root" else match.group(), grammar)
+
+
+def prefixed_rules(grammar: str, prefix: str) -> str:
+    """`grammar` with every rule it defines renamed `{prefix}-{name}` (references included),
+    so that several grammars can live in one text; its start rule is `{prefix}-root`."""
+    names = sorted(set(_RULE_NAME.findall(grammar)), key=len, reverse=True)
+    if not names:
+        return grammar
+    words = "|".join(re.escape(name) for name in names)
+    pattern = re.compile(_NOT_STRUCTURE.pattern + rf"|(?<![A-Za-z0-9-])(?:{words})(?![A-Za-z0-9-])")
+    return pattern.sub(
+        lambda match: match.group() if match.group()[:1] in '"[#' else f"{prefix}-{match.group()}",
+        grammar,
+    )
+
+
+def lead_then(answer: str, lead: str, *, where: str = "format") -> str:
+    """A grammar for the literal `lead` followed by `answer` (a GBNF text with a `root`)."""
+    answer_root = f"{_fresh_name(answer, 'lead')}-answer"
+    grammar = f"root ::= {gbnf_literal(lead)} {answer_root}\n{_renamed_root(answer, answer_root)}"
+    check_grammar(grammar, where=where)
+    return grammar

@@ -138,6 +138,7 @@ class ChatTemplate:
     kind: TemplateKind
     bos_token: str = ""
     eos_token: str = ""
+    renderer: str = ""  # an Ollama renderer of engine/renderers.py, used instead of `source`
 
     def render(
         self,
@@ -152,6 +153,12 @@ class ChatTemplate:
         """The prompt text for a conversation, within `budget` (default: the standard limits,
         stopped by `cancel`)."""
         budget = budget or RenderBudget(cancel=cancel)
+        if self.renderer:
+            from ollamacli.engine.renderers import render
+
+            text = render(self.renderer, messages, tools, think)
+            budget.check_size(len(text))
+            return text
         if self.kind == "go":
             from ollamacli.engine.gotemplate import parse_go
 

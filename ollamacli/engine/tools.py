@@ -93,7 +93,8 @@ def tool_names(tools: Sequence[ToolSpec]) -> tuple[str, ...]:
     return tuple(str(function_of(tool, i)["name"]) for i, tool in enumerate(tools))
 
 
-def _parameters(function: Mapping[str, object]) -> Mapping[str, object]:
+def parameters_of(function: Mapping[str, object]) -> Mapping[str, object]:
+    """A function's parameter schema (an empty object schema when it has none)."""
     parameters = function.get("parameters")
     return parameters if isinstance(parameters, Mapping) else {"type": "object"}
 
@@ -112,7 +113,7 @@ def check_tools(tools: Sequence[ToolSpec], choice: ToolChoice) -> None:
             function = function_of(tool, index)
             if choice.name in (None, function["name"]):
                 where = f"tools[{index}].function.parameters"
-                check_json_schema(_parameters(function), where=where)
+                check_json_schema(parameters_of(function), where=where)
 
 
 def tool_instructions(tools: Sequence[ToolSpec]) -> str:
@@ -167,7 +168,10 @@ def forced_call_schema(
             options.append(
                 {
                     "type": "object",
-                    "properties": {"name": {"const": function["name"]}, key: _parameters(function)},
+                    "properties": {
+                        "name": {"const": function["name"]},
+                        key: parameters_of(function),
+                    },
                     "required": ["name", key],
                 }
             )

@@ -3,13 +3,15 @@
 This is how Claude Code and the `anthropic` SDK talk to local models. `system` is a string or
 text blocks; a turn's text blocks are joined, its `tool_use` blocks are the assistant's calls and
 its `tool_result` blocks go before the user's text as tool turns. `max_tokens` is `num_predict`,
-`stop_sequences` are `stop`. `thinking: {"type": "enabled"}` (or "disabled") is `think`; a
-thinking model's trace is a `thinking` block before the text (streamed as `thinking_delta`s; no
-signature, as Ollama), and thinking blocks sent back are the turn's `thinking`. Beyond Ollama: `tool_choice` (`auto`, `any`, `tool`, `none`) is
-honoured and a stop sequence that ended the answer is reported (`stop_reason:
-"stop_sequence"`). Streaming is SSE: message_start, ping, per block content_block_start,
-content_block_delta..., content_block_stop, then message_delta (stop reason, usage) and
-message_stop. Errors are `{"type": "error", "error": {"type", "message"}}`, in a stream too.
+`stop_sequences` are `stop`. `thinking: {"type": "enabled"}` (or "disabled") is `think`, else
+`output_config.effort` is its level ("xhigh" counts as "high"); a thinking model's trace is a
+`thinking` block before the text (streamed as `thinking_delta`s; no signature, as Ollama), and
+thinking blocks sent back are the turn's `thinking`. Beyond Ollama: `tool_choice` (`auto`,
+`any`, `tool`, `none`) is honoured and a stop sequence that ended the answer is reported
+(`stop_reason: "stop_sequence"`). Streaming is SSE: message_start, ping, per block
+content_block_start, content_block_delta..., content_block_stop, then message_delta (stop
+reason, usage) and message_stop. Errors are `{"type": "error", "error": {"type", "message"}}`,
+in a stream too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
-from ollamacli.engine.thinking import ThinkValue
+from ollamacli.engine.thinking import THINK_LEVELS, ThinkValue
 from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidRequestError
 from ollamacli.server import convert
@@ -153,10 +155,16 @@ def _tool_choice(choice: AnthropicToolChoice | None) -> ToolChoice:
     return ToolChoice(mode, name)
 
 
-def _think(thinking: Mapping[str, object] | None) -> ThinkValue:
-    """`thinking.type` as `think`: "enabled" on, "disabled" off, else the model's default."""
+def _think(thinking: Mapping[str, object] | None, effort: str | None) -> ThinkValue:
+    """`think`, as Ollama reads it: `thinking.type` "enabled" is on (its `budget_tokens` is not
+    a level and is ignored) and "disabled" off; otherwise `output_config.effort` is the level
+    ("xhigh" is "high"; values that are no level leave the model's default)."""
     kind = thinking.get("type") if thinking is not None else None
-    return {"enabled": True, "disabled": False}.get(kind) if isinstance(kind, str) else None
+    if kind in ("enabled", "disabled"):
+        return kind == "enabled"
+    level = (effort or "").strip().lower()
+    level = "high" if level == "xhigh" else level
+    return level if level in THINK_LEVELS else None
 
 
 def chat_request(body: MessagesBody) -> ChatRequest:
@@ -176,7 +184,7 @@ def chat_request(body: MessagesBody) -> ChatRequest:
         options=convert.options(options),
         tools=_tools(body.tools),
         tool_choice=_tool_choice(body.tool_choice),
-        think=_think(body.thinking),
+        think=_think(body.thinking, body.output_config.effort if body.output_config else None),
     )
 
 

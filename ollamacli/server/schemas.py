@@ -331,6 +331,10 @@ class AnthropicToolChoice(Body):
     disable_parallel_tool_use: StrictBool | None = None
 
 
+class AnthropicOutputConfig(Body):
+    effort: StrictStr | None = None  # "low", "medium", "high", "xhigh", "max"
+
+
 class MessagesBody(Body):
     """Anthropic's Messages API request (`/v1/messages`)."""
 
@@ -346,6 +350,7 @@ class MessagesBody(Body):
     tools: list[AnthropicTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
     thinking: JsonObject | None = None  # {"type": "enabled"|"disabled", "budget_tokens"}
+    output_config: AnthropicOutputConfig | None = None
     metadata: JsonObject | None = None
 
 

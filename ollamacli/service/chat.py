@@ -12,7 +12,9 @@ Tools reach the prompt through the template (engine/tools.py), calls are split o
 answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
 Models that reason (engine/reasoning.py) think by default, as in Ollama; the trace streams as
 `ThinkingChunk`s apart from the answer (dropped when `think` is false), and earlier assistant
-turns of tag-thinking models lose any trace left in their content.
+turns of tag-thinking models lose any trace left in their content. A `format` or a forced tool
+call constrains only what follows the trace: the grammar lets the trace run free up to its
+closing tag (Ollama stops and restarts generation with the format once the trace closes).
 """
 
 from __future__ import annotations
@@ -33,8 +35,16 @@ from ollamacli.engine.base import (
     TextChunk,
     TokenLogprob,
 )
+from ollamacli.engine.harmony import forced_call_grammar as harmony_call_grammar
+from ollamacli.engine.harmony import shown_tools
 from ollamacli.engine.options import load_config, sampling_config
-from ollamacli.engine.reasoning import ThinkingStyle, output_reader, thinking_style
+from ollamacli.engine.reasoning import (
+    ThinkingStyle,
+    grammar_after_trace,
+    output_reader,
+    thinking_style,
+)
+from ollamacli.engine.renderers import RENDERERS
 from ollamacli.engine.templates import ChatTemplate, resolve_template
 from ollamacli.engine.thinking import (
     OutputReader,
@@ -133,6 +143,19 @@ class _Reasoning:
         text = prompt.content if isinstance(prompt.content, str) else prompt.text
         return output_reader(self.style, text, names)
 
+    @property
+    def harmony(self) -> bool:
+        return self.style is not None and self.style.kind == "harmony"
+
+    def constrain(self, grammar: str, prompt: _Prompt, *, final: bool = True) -> str:
+        """The grammar for the answer, with room for the trace before it (`final`: a harmony
+        answer goes on the final channel; a call writes its own header)."""
+        if self.style is None:
+            return grammar
+        text = prompt.content if isinstance(prompt.content, str) else prompt.text
+        thinking = think_enabled(self.render_think())
+        return grammar_after_trace(self.style, text, grammar, thinking=thinking, final=final)
+
     def render_think(self) -> ThinkValue:
         """What the template sees: a thinking model thinks unless told not to (Ollama)."""
         if self.style is not None and self.think is None:
@@ -220,18 +243,23 @@ class ChatService:
         sampling = _with_logprobs(sampling, request.logprobs, request.top_logprobs)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            constrained = bool(request.format) or (tools.active and tools.choice.forced)
-            reasoning = self._reasoning(
-                prepared.resolved, template, request.model, request.think, constrained
-            )
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
             conversation = self.conversation(prepared.resolved, request.messages, request.system)
             if reasoning.style is not None and reasoning.style.kind == "tags":
                 conversation = _without_old_traces(conversation, reasoning.style)
             fit = Fit(request.truncate, reasoning.render_think(), cancel)
-            prompt = _tool_prompt(lease.engine, template, conversation, tools, fit)
-            forced = tools.grammar(template.source)
-            if forced is not None:
-                sampling = dataclasses.replace(sampling, grammar=forced)
+            shown = tools
+            if reasoning.harmony and tools.active:
+                shown = dataclasses.replace(tools, tools=shown_tools(tools.tools))
+            prompt = _tool_prompt(lease.engine, template, conversation, shown, fit)
+            if reasoning.harmony and tools.active and tools.choice.forced:
+                call = harmony_call_grammar(tools.tools, tools.choice.name)
+                grammar: str | None = reasoning.constrain(call, prompt, final=False)
+            else:
+                grammar = tools.grammar(template.source) or sampling.grammar
+                grammar = None if grammar is None else reasoning.constrain(grammar, prompt)
+            if grammar is not None:
+                sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             splitter = tools.splitter(template.source)
             reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools))
@@ -252,9 +280,7 @@ class ChatService:
         sampling = _with_logprobs(sampling, request.logprobs, request.top_logprobs)
         with self.lease(prepared, request.keep_alive, cancel) as lease:
             template = self._template(prepared.resolved, lease.engine, request.template)
-            reasoning = self._reasoning(
-                prepared.resolved, template, request.model, request.think, bool(request.format)
-            )
+            reasoning = self._reasoning(prepared.resolved, template, request.model, request.think)
             if request.raw:  # no template, so no trace to read (as Ollama: no parser in raw)
                 prompt = _Prompt(request.prompt, keep_context=False)
                 reasoning = _Reasoning(None, None)
@@ -262,6 +288,9 @@ class ChatService:
                 prompt = self._generate_prompt(
                     prepared.resolved, lease.engine, request, reasoning.render_think(), cancel
                 )
+            if sampling.grammar is not None:
+                grammar = reasoning.constrain(sampling.grammar, prompt)
+                sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             reader = _TraceReader.of(reasoning, prompt)
             yield from self._stream(lease, prompt, sampling, started, cancel, (reader, None))
@@ -272,21 +301,16 @@ class ChatService:
         template: ChatTemplate,
         model: str,
         think: ThinkValue,
-        constrained: bool = False,
     ) -> _Reasoning:
-        """The model's trace format; asking a model without one to think is Ollama's 400.
-
-        A grammar (`format`, a forced tool call) constrains the answer from its first token,
-        so a constrained request does not think: the template closes the trace, and harmony
-        output is read as plain content (Ollama instead thinks first, then constrains)."""
+        """The model's trace format; asking a model without one to think is Ollama's 400."""
         parser = resolved.config.get("parser")
         style = thinking_style(
             template.source, template.kind, parser if isinstance(parser, str) else None
         )
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
-        if constrained and style is not None:
-            return _Reasoning(None if style.kind == "harmony" else style, False)
+        if style is not None and style.kind == "harmony" and think == "max":
+            think = "high"  # harmony's Reasoning knows low, medium and high (as Ollama)
         return _Reasoning(style, think)
 
     def _generate_prompt(
@@ -385,15 +409,20 @@ class ChatService:
 
     @staticmethod
     def _template(resolved: ResolvedModel, engine: Engine, override: str | None) -> ChatTemplate:
-        # A RENDERER (Ollama's built-in renderers) renders with the GGUF's own template.
-        modelfile = None if resolved.config.get("renderer") else resolved.template
-        return resolve_template(
-            override,
-            modelfile,
+        """The model's template. A RENDERER (Ollama's built-in renderers) renders as Ollama's
+        renderer of that name where engine/renderers.py has it (the request's `template` does
+        not change that, as in Ollama), else with the GGUF's own Jinja template; the GGUF's
+        template still tells the tool-call syntax."""
+        renderer = resolved.config.get("renderer")
+        written = renderer if isinstance(renderer, str) and renderer in RENDERERS else ""
+        template = resolve_template(
+            None if written else override,
+            None if renderer else resolved.template,
             engine.metadata.get("tokenizer.chat_template"),
             bos_token=engine.bos_token,
             eos_token=engine.eos_token,
         )
+        return dataclasses.replace(template, renderer=written) if written else template
 
 
 def _tool_prompt(
@@ -424,7 +453,7 @@ def _with_logprobs(sampling: SamplingConfig, logprobs: bool, top: int) -> Sampli
 
 def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
     """Harmony's channel markers are control tokens: the engine must print them."""
-    if reasoning.style is not None and reasoning.style.kind == "harmony":
+    if reasoning.harmony:
         return dataclasses.replace(sampling, special_tokens=True)
     return sampling
 

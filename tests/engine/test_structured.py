@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Mapping
 
 import pytest
@@ -12,9 +14,14 @@ from ollamacli.engine.structured import (
     MAX_GRAMMAR_DEPTH,
     MAX_REPEAT,
     MAX_SCHEMA_DEPTH,
+    TraceShape,
     check_grammar,
     check_json_schema,
+    gbnf_literal,
     grammar_depth,
+    prefixed_rules,
+    text_without,
+    trace_then,
 )
 from ollamacli.errors import InvalidRequestError
 
@@ -189,3 +196,75 @@ def test_any_grammar_too_deep_or_too_large_is_refused():
     large = "root ::= " + '"a" ' * (MAX_GRAMMAR_BYTES // 4)
     with pytest.raises(InvalidRequestError, match="bytes, more than the limit"):
         check_grammar(large)
+
+
+def _accepts(rules: str, prefix: str, text: str) -> bool:
+    """Follow `text_without`'s rules (one state per rule) over `text`."""
+    table: dict[int, list[tuple[str, bool, int]]] = {}
+    for line in rules.splitlines():
+        name, _, body = line.partition(" ::= ")
+        choices = body.removeprefix("( ").removesuffix(" )?").split(" | ")
+        moves = []
+        for choice in choices:
+            token, target = choice.rsplit(" ", 1)
+            negated = token.startswith("[^")
+            chars = re.findall(r"\\U([0-9A-F]{8})", token)
+            text_chars = "".join(chr(int(c, 16)) for c in chars) or token.strip('"')
+            moves.append((text_chars, negated, int(target.removeprefix(f"{prefix}-"))))
+        table[int(name.removeprefix(f"{prefix}-"))] = moves
+    state = 0
+    for char in text:
+        nexts = [target for chars, negated, target in table[state] if (char in chars) != negated]
+        if len(nexts) != 1:
+            return False
+        state = nexts[0]
+    return True
+
+
+@pytest.mark.parametrize("tag", ["</think>", "<|end|>", "aab", "]]^-\\"])
+def test_text_without_accepts_exactly_the_texts_without_the_tag(tag):
+    rules = text_without(tag, "t")
+    alphabet = [*sorted(set(tag)), "x", "\n"]
+    texts = ["", tag, tag[:-1], "x" + tag + "x", tag[0] + tag, tag[:-1] + tag[-1] * 2]
+    texts += ["".join(random.Random(seed).choices(alphabet, k=12)) for seed in range(400)]
+    for text in texts:
+        assert _accepts(rules, "t", text) == (tag not in text), text
+
+
+def test_trace_then_renames_the_answer_root_and_keeps_the_limits():
+    answer = 'root ::= "{" item "}"\nitem ::= "x" | root\ntrace-text-0 ::= "y"'
+    grammar = trace_then(answer, TraceShape("<think>", "</think>"))
+    first, *rest = grammar.splitlines()
+    # "trace" is taken by a rule of the answer: the new rules get a fresh prefix
+    assert first == 'root ::= ( "<think>" trace2-text-0 "</think>" )? trace2-answer'
+    assert 'trace2-answer ::= "{" item "}"' in rest
+    assert 'item ::= "x" | trace2-answer' in rest  # a reference to the old root follows it
+    assert "root ::=" not in "\n".join(rest)
+
+
+@pytest.mark.parametrize(
+    ("depth", "fits"), [(MAX_GRAMMAR_DEPTH, True), (MAX_GRAMMAR_DEPTH + 1, False)]
+)
+def test_the_grammar_limits_apply_to_a_trace_and_its_answer(depth, fits):
+    """The trace's rules nest one group deep, apart from the answer's rules."""
+    answer = "root ::= " + "(" * depth + '"a"' + ")" * depth
+    shape = TraceShape("", "</think>", required=True)
+    if fits:
+        assert grammar_depth(trace_then(answer, shape)) == depth
+        return
+    with pytest.raises(InvalidRequestError, match="nests"):
+        trace_then(answer, shape)
+    big = 'root ::= "' + "a" * (MAX_GRAMMAR_BYTES - 100) + '"'
+    with pytest.raises(InvalidRequestError, match="bytes"):  # the trace's rules count too
+        trace_then(big, shape)
+
+
+def test_gbnf_literal_escapes_code_points():
+    assert gbnf_literal('a "b"\n😀') == '"a \\U00000022b\\U00000022\\U0000000A\\U0001F600"'
+
+
+def test_prefixed_rules_rename_definitions_and_references_only():
+    grammar = 'root ::= "root" item [root]\nitem ::= ([a-z] | root)* # root\nitem-kv ::= item'
+    assert prefixed_rules(grammar, "p") == (
+        'p-root ::= "root" p-item [root]\np-item ::= ([a-z] | p-root)* # root\np-item-kv ::= p-item'
+    )

@@ -1,8 +1,9 @@
 """A real model that thinks: SmolLM2-135M fine-tuned here (the project's own pipeline) on rows
 whose answers carry a reasoning trace, under a Qwen-3-style template that opens `<think>` in
 the prompt. Then `run --think`, `--hidethinking`, /api/chat with think true/false, streaming,
-the `ollama` client's thinking calls, and the trace on /v1/chat/completions, /v1/responses and
-/v1/messages, asserting properties that hold on any CPU."""
+the `ollama` client's thinking calls, the trace on /v1/chat/completions, /v1/responses and
+/v1/messages, a JSON-schema `format` after the trace, and Ollama's qwen3.5 renderer,
+asserting properties that hold on any CPU."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import ollama
 import pytest
 
@@ -204,6 +206,48 @@ def test_responses_and_messages_carry_the_trained_models_trace(served: LiveServe
     thinking, *blocks = message["content"]
     assert thinking["type"] == "thinking"
     assert_separated(thinking["thinking"], "".join(b.get("text", "") for b in blocks))
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "integer"}},
+    "required": ["answer"],
+}
+
+
+def test_a_schema_format_constrains_the_answer_after_the_trace(served: LiveServer):
+    """`format` with `think`: the model reasons freely, and only the answer after the closing
+    tag is held to the schema (chat, streamed chat, generate)."""
+    options = {"temperature": 0, "num_predict": 96}
+    ask = {"model": "thinker", "think": True, "format": ANSWER_SCHEMA, "options": options}
+    messages = [{"role": "user", "content": QUESTION}]
+    with served.client(timeout=170) as client:
+        chat = client.post("/api/chat", json={**ask, "messages": messages}).json()
+        stream = client.post("/api/chat", json={**ask, "messages": messages, "stream": True})
+        generate = client.post("/api/generate", json={**ask, "prompt": QUESTION}).json()
+    chunks = [json.loads(line)["message"] for line in stream.text.splitlines()]
+    answers = [
+        (chat["message"].get("thinking"), chat["message"]["content"]),
+        ("".join(m.get("thinking", "") for m in chunks), "".join(m["content"] for m in chunks)),
+        (generate.get("thinking"), generate["response"]),
+    ]
+    for thinking, content in answers:
+        assert_separated(thinking, content)
+        jsonschema.validate(json.loads(content), ANSWER_SCHEMA)
+
+
+def test_the_qwen35_renderer_on_the_trained_model(served: LiveServer):
+    """RENDERER qwen3.5 and PARSER qwen3.5 on the trained model: Ollama's renderer writes the
+    same prompt as the model's Qwen-3-style template, so it thinks, and the trace comes apart."""
+    spec = CreateSpec(from_model="thinker", renderer="qwen3.5", parser="qwen3.5")
+    served.services.models.create("thinker-r", spec)
+    ask = {"model": "thinker-r", "messages": [{"role": "user", "content": QUESTION}]}
+    with served.client(timeout=170) as client:
+        on = client.post("/api/chat", json={**ask, "think": True, "options": GREEDY}).json()
+        off = client.post("/api/chat", json={**ask, "think": False, "options": GREEDY}).json()
+    assert_separated(on["message"].get("thinking"), on["message"]["content"])
+    assert "thinking" not in off["message"]
+    assert off["message"]["content"].strip()
 
 
 def test_show_lists_thinking_for_the_trained_model(served: LiveServer):

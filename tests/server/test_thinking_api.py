@@ -323,3 +323,48 @@ def test_the_openai_client_reads_the_reasoning_item(
     assert deltas == ["I should", " answer."]
     assert isinstance(events[-1], ResponseCompletedEvent)
     assert isinstance(events[-1].response.output[0], ResponseReasoningItem)
+
+
+LEVEL_TEMPLATE = (
+    "[{{ if .IsThinkSet }}{{ .Think }}:{{ .ThinkLevel }}{{ else }}unset{{ end }}]"
+    "{{ range .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}"
+    "{{ .Content }}{{ end }}<think>"
+)
+"""Shows what the template is told about thinking, and opens the trace."""
+
+
+def test_messages_effort_and_thinking_become_think_as_ollama_reads_them(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    """Ollama's anthropic tests: `output_config.effort` is the level ("xhigh" is "high"), an
+    explicit `thinking` type wins over it ("adaptive" does not), `budget_tokens` is no level."""
+    gguf = make_tiny_gguf(tmp_path / "levels.gguf")
+    live.services.models.create("levels", CreateSpec(from_file=gguf, template=LEVEL_TEMPLATE))
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"output_config": {"effort": "high"}}, "[true:high]"),
+        ({"output_config": {"effort": " XHigh "}}, "[true:high]"),
+        ({"output_config": {"effort": "max"}}, "[true:max]"),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}, "[false:]"),
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, "[true:low]"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 99}}, "[true:medium]"),
+        ({"output_config": {"effort": "none"}}, "[true:medium]"),  # not a level: the default
+        ({}, "[true:medium]"),  # a thinking model thinks unless told not to
+    ]
+    with live.client() as client:
+        for extra, _ in cases:
+            fake_factory.enqueue("t</think>a")
+            body = {"model": "levels", "max_tokens": 8, "messages": ASK, **extra}
+            answer = client.post("/v1/messages", json=body)
+            assert answer.status_code == 200, answer.text
+        refused = client.post(
+            "/v1/messages",
+            json={
+                "model": "levels",
+                "max_tokens": 8,
+                "messages": ASK,
+                "output_config": {"effort": 3},
+            },
+        )
+    prompts = [str(p) for p in fake_factory.loaded[0].prompts]
+    assert [p.removesuffix("Why?<think>") for p in prompts] == [want for _, want in cases]
+    assert refused.status_code == 400

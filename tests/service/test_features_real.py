@@ -240,3 +240,28 @@ def test_a_generate_prompt_longer_than_the_context_is_cut_and_flagged(services):
         list(
             services.chat.generate(GenerateRequest(MODEL, prompt, options=options, truncate=False))
         )
+
+
+def test_a_forced_call_in_harmony_syntax_under_the_gpt_oss_template(services):
+    """The gpt-oss library template on SmolLM2 (read as harmony): a required call comes out
+    as a commentary message to the function under its identifier name, is read back as a
+    call of the name offered, and its arguments fit the schema."""
+    template = (TEMPLATES / "gpt-oss.gotmpl").read_text()
+    services.models.create("smol-oss", CreateSpec(from_model=MODEL, template=template))
+    spaced = {"type": "function", "function": {**WEATHER["function"], "name": "get weather"}}
+    request = ChatRequest(
+        "smol-oss",
+        PARIS,
+        tools=(spaced,),
+        tool_choice=ToolChoice("required"),
+        think=False,
+        options={"temperature": 0, "num_predict": 96},
+    )
+    text, calls, done = run(services, request)
+    assert text == ""
+    assert [call.name for call in calls] == ["get weather"]
+    jsonschema.validate(calls[0].arguments, WEATHER["function"]["parameters"])
+    assert done.done_reason == "stop"
+    shown = prompt_text(services, "smol-oss", done)
+    assert "type get_weather = (_: {" in shown
+    assert "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" in shown

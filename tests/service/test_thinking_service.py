@@ -4,12 +4,15 @@ channels, tool calls after a trace, and RENDERER/PARSER models."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
+from ollamacli.engine.llama import format_grammar
+from ollamacli.engine.tools import ToolChoice
 from ollamacli.errors import InvalidRequestError, ModelfileError
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import (
@@ -168,23 +171,37 @@ def test_harmony_parser_reads_channels_with_control_tokens_printed(services, set
     assert all(s.special_tokens for s in factory.loaded[0].samplings)
 
 
-def test_a_renderer_renders_with_the_ggufs_own_template(services, tmp_path, fake_factory):
+def test_a_renderer_not_written_here_renders_with_the_ggufs_own_template(
+    services, tmp_path, fake_factory
+):
     fake_factory.chat_template = "{% for m in messages %}<{{ m.content }}>{% endfor %}" + (
         "{% if enable_thinking is defined and not enable_thinking %}[no]{% endif %}</think>"
     )
     create(
         services,
         tmp_path,
-        "qwen35",
+        "lfm2",
         template="IGNORED {{ .Prompt }}",
-        renderer="qwen3.5",
-        parser="qwen3.5",
+        renderer="lfm2-thinking",
+        parser="lfm2-thinking",
     )
     fake_factory.enqueue("<think>r</think>a")
     fake_factory.enqueue("a")
+    assert split(chat(services, "lfm2")) == ("r", "a", [])
+    assert split(chat(services, "lfm2", think=False)) == ("", "a", [])
+    assert fake_factory.loaded[0].prompts == ["<Why?></think>", "<Why?>[no]</think>"]
+
+
+def test_qwen35_renders_as_ollamas_renderer(services, tmp_path, fake_factory):
+    create(services, tmp_path, "qwen35", renderer="qwen3.5", parser="qwen3.5")
+    fake_factory.enqueue("r</think>\n\na")
+    fake_factory.enqueue("a")
     assert split(chat(services, "qwen35")) == ("r", "a", [])
     assert split(chat(services, "qwen35", think=False)) == ("", "a", [])
-    assert fake_factory.loaded[0].prompts == ["<Why?></think>", "<Why?>[no]</think>"]
+    assert fake_factory.loaded[0].prompts == [
+        "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n",
+        "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    ]
 
 
 def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_path):
@@ -195,15 +212,150 @@ def test_unknown_renderer_or_parser_names_are_refused_at_create(services, tmp_pa
     assert not services.store.entries()
 
 
-def test_a_format_turns_thinking_off_so_the_constrained_answer_is_content(
+def test_a_format_constrains_only_what_follows_the_trace(services, tmp_path, fake_factory):
+    """The prompt opens the trace: the grammar requires the trace and its closing tag, then
+    the format; the trace is split off as usual (chat and generate)."""
+    create(services, tmp_path, "opens", template=OPENS)
+    fake_factory.enqueue("Sum it.</think>\n\n", '{"a": 1}')
+    fake_factory.enqueue("Hm.</think>", '{"b": 2}')
+    assert split(chat(services, "opens", format="json")) == ("Sum it.", '{"a": 1}', [])
+    events = list(services.chat.generate(GenerateRequest("opens", "x", format="json")))
+    assert split(events) == ("Hm.", '{"b": 2}', [])
+    engine = fake_factory.loaded[0]
+    assert all(str(p).endswith("<|im_start|>assistant\n<think>\n") for p in engine.prompts)
+    for sampling in engine.samplings:
+        grammar = sampling.grammar or ""
+        assert grammar.startswith('root ::= trace-text-0 "</think>" [ \\t\\r\\n]{0,4} ')
+        assert re.search(r"^trace-answer\s+::= object$", grammar, re.M)  # JSON's root renamed
+
+
+def test_think_false_with_a_format_constrains_from_the_first_token(
     services, tmp_path, fake_factory
 ):
     create(services, tmp_path, "opens", template=OPENS)
     fake_factory.enqueue('{"a": 1}')
-    fake_factory.enqueue('{"b": 2}')
-    assert split(chat(services, "opens", format="json")) == ("", '{"a": 1}', [])
-    events = list(services.chat.generate(GenerateRequest("opens", "x", format="json")))
-    assert split(events) == ("", '{"b": 2}', [])
-    prompts = [str(p) for p in fake_factory.loaded[0].prompts]
-    assert all(p.endswith("<think>\n\n</think>\n\n") for p in prompts)
-    assert all(s.grammar for s in fake_factory.loaded[0].samplings)
+    assert split(chat(services, "opens", format="json", think=False)) == ("", '{"a": 1}', [])
+    engine = fake_factory.loaded[0]
+    assert str(engine.prompts[0]).endswith("<think>\n\n</think>\n\n")
+    grammar = engine.samplings[0].grammar or ""
+    assert grammar == format_grammar("json")
+
+
+def test_a_schema_format_after_an_optional_trace(services, tmp_path, fake_factory):
+    """A template that leaves the tag to the model: the trace is optional."""
+    create(services, tmp_path, "qwen3", template=QWEN3)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fake_factory.enqueue("<think>", "Five.", "</think>", '{"n": 5}')
+    fake_factory.enqueue('{"n": 5}')
+    assert split(chat(services, "qwen3", format=schema)) == ("Five.", '{"n": 5}', [])
+    assert split(chat(services, "qwen3", format=schema)) == ("", '{"n": 5}', [])
+    grammar = fake_factory.loaded[0].samplings[0].grammar or ""
+    assert grammar.startswith('root ::= ( "<think>" trace-text-0 "</think>" ')
+    assert grammar.split("\n")[0].endswith(")? trace-answer")
+
+
+def test_a_forced_tool_call_follows_the_trace(services, tmp_path, fake_factory):
+    create(services, tmp_path, "opens", template="{{ if .Tools }}<tool_call>{{ end }}" + OPENS)
+    fake_factory.enqueue(
+        "Weather needed.</think>\n",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    )
+    events = chat(services, "opens", tools=(WEATHER_TOOL,), tool_choice=ToolChoice("required"))
+    assert split(events) == ("Weather needed.", "", [PARIS])
+    grammar = fake_factory.loaded[0].samplings[0].grammar or ""
+    assert grammar.startswith('root ::= trace-text-0 "</think>"')
+    assert '"<tool_call>\\n" forced-tool-call' in grammar
+
+
+def test_harmony_format_after_the_analysis_channel(services, settings, tmp_path):
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Count.<|end|>",
+        '<|start|>assistant<|channel|>final<|message|>{"n": 2}',
+    )
+    factory.enqueue('<|channel|>final<|message|>{"n": 3}')
+    assert split(chat(services, "oss", format="json")) == ("Count.", '{"n": 2}', [])
+    assert split(chat(services, "oss", format="json", think=False)) == ("", '{"n": 3}', [])
+    thinking, plain = (s.grammar or "" for s in factory.loaded[0].samplings)
+    assert thinking.startswith(
+        'root ::= ( "<|channel|>analysis<|message|>" trace-text-0 "<|end|>" "<|start|>assistant" )?'
+        ' "<|channel|>final<|message|>" trace-answer'
+    )
+    assert plain.startswith('root ::= "<|channel|>final<|message|>" lead-answer')
+
+
+def test_harmony_shows_functions_as_identifiers_and_maps_calls_back(services, settings, tmp_path):
+    factory = FakeFactory(
+        chat_template="[{% for t in tools %}{{ t.function.name }}{% endfor %}]" + HARMONY_JINJA
+    )
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue('<|channel|>commentary to=functions.get_weather<|message|>{"city": "Paris"}')
+    tool = {"type": "function", "function": {**WEATHER_TOOL["function"], "name": "get weather"}}
+    _, _, calls = split(chat(services, "oss", tools=(tool,)))
+    assert calls == [ToolCall("get weather", {"city": "Paris"})]
+    assert str(factory.loaded[0].prompts[0]).startswith("[get_weather]")
+
+
+def test_a_renderer_written_here_renders_as_ollamas(services, tmp_path, fake_factory):
+    """RENDERER deepseek3.1 renders as Ollama's renderer (not the GGUF's template), the
+    prompt opens the trace, and PARSER deepseek3 reads it; think false closes it."""
+    fake_factory.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}GGUF"
+    create(services, tmp_path, "v31", renderer="deepseek3.1", parser="deepseek3")
+    fake_factory.enqueue("Because.</think>It is.")
+    fake_factory.enqueue("It is.")
+    assert split(chat(services, "v31")) == ("Because.", "It is.", [])
+    assert split(chat(services, "v31", think=False)) == ("", "It is.", [])
+    assert fake_factory.loaded[0].prompts == [
+        "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜><think>",  # noqa: RUF001
+        "<｜begin▁of▁sentence｜><｜User｜>Why?<｜Assistant｜></think>",  # noqa: RUF001
+    ]
+
+
+def test_gpt_oss_reasoning_max_is_high(services, tmp_path, fake_factory):
+    """Ollama maps think "max" to "high" for harmony models (their Reasoning line knows three
+    levels); an unset think renders as "medium"."""
+    template = (TEMPLATES / "gpt-oss.gotmpl").read_text()
+    create(services, tmp_path, "oss", template=template)
+    for _ in range(2):
+        fake_factory.enqueue("<|channel|>final<|message|>ok")
+    chat(services, "oss", think="max")
+    chat(services, "oss")
+    first, second = (str(p) for p in fake_factory.loaded[0].prompts)
+    assert "\n\nReasoning: high\n\n" in first
+    assert "\n\nReasoning: medium\n\n" in second
+
+
+def test_a_forced_call_of_a_harmony_model_follows_its_analysis(services, settings, tmp_path):
+    """gpt-oss with tool_choice required: an optional analysis message, then a commentary
+    message to one of the functions (as shown: identifiers) with arguments fitting its
+    schema; the reader maps the name back."""
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Weather needed.<|end|><|start|>assistant",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}',
+    )
+    tool = {"type": "function", "function": {**WEATHER_TOOL["function"], "name": "get weather"}}
+    other = {"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}
+    events = chat(
+        services,
+        "oss",
+        tools=(tool, other),
+        tool_choice=ToolChoice("required", "get weather"),
+    )
+    assert split(events) == ("Weather needed.", "", [ToolCall("get weather", {"city": "Paris"})])
+    grammar = factory.loaded[0].samplings[0].grammar or ""
+    first = grammar.splitlines()[0]
+    assert first == (
+        'root ::= ( "<|channel|>analysis<|message|>" trace-text-0 "<|end|>" "<|start|>assistant" )?'
+        " trace-answer"
+    )
+    assert (
+        'trace-answer ::= "<|channel|>commentary to=functions.get_weather <|constrain|>json'
+        '<|message|>" call0-root'
+    ) in grammar
+    assert "call1-" not in grammar  # only the function tool_choice names
