@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from ollamacli.config import Settings
+from ollamacli.parameters import OptionValue
 from ollamacli.service import build_services
 from ollamacli.service.models import CreateSpec
 from tests.server.conftest import LiveServer, free_port, serve_in_thread
@@ -57,7 +58,7 @@ def _store(root: Path) -> Settings:
     settings = Settings(data_dir=root / "data", models_dir=root / "models")
     services = build_services(settings)
     services.models.ensure(BASE)
-    parameters = {"temperature": 0.0, "num_ctx": 1024, "seed": 7}
+    parameters: dict[str, OptionValue] = {"temperature": 0.0, "num_ctx": 1024, "seed": 7}
     services.models.create(SECOND, CreateSpec(from_model=BASE, parameters=parameters))
     return settings
 
