@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from ollamacli import __version__
 from ollamacli.config import Settings
+from ollamacli.errors import ClusterError
 from ollamacli.server.app import bind, create_app, startup_warnings
 from ollamacli.server.relay import (
     Headers,
@@ -251,6 +252,14 @@ def application(
 
 
 def _connect(settings: Settings, options: ClusterOptions) -> None:
+    """Join the cluster, or start a local instance (raises `ClusterError`)."""
+    try:
+        _init(settings, options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:  # what ray.init raises
+        raise ClusterError(options.address, str(exc).splitlines()[0] or type(exc).__name__) from exc
+
+
+def _init(settings: Settings, options: ClusterOptions) -> None:
     if options.address is not None:
         ray.init(address=options.address, namespace=APP_NAME, log_to_driver=True)
         return
