@@ -311,3 +311,21 @@ def test_a_killed_replica_fails_only_its_own_requests_and_ray_replaces_it(
             assert time.monotonic() < deadline, f"no new replica: {replicas}"
             replicas.add(_replica(client.get("/api/ps", headers={REPLICA: "1"}))[0])
             time.sleep(0.2)
+
+
+# Importing Ray Serve in this process: its config models use pydantic v1-style Field arguments.
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
+def test_replica_options_fixed_or_autoscaled_on_ongoing_requests() -> None:
+    from ollamacli.server.cluster import ClusterOptions
+
+    settings = Settings(num_parallel=3)
+    fixed = ClusterOptions(replicas=2).deployment_options(settings)
+    assert fixed["num_replicas"] == 2
+    assert "autoscaling_config" not in fixed
+    auto = ClusterOptions(replicas=None, max_replicas=5).deployment_options(settings)
+    assert "num_replicas" not in auto
+    scaling = auto["autoscaling_config"]
+    assert isinstance(scaling, dict)
+    assert (scaling["min_replicas"], scaling["max_replicas"]) == (1, 5)
+    assert scaling["target_ongoing_requests"] == 3  # a replica's share: what runs at once
+    assert auto["max_ongoing_requests"] == fixed["max_ongoing_requests"] == 8
