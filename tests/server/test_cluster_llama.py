@@ -29,6 +29,7 @@ from ollamacli.parameters import OptionValue
 from ollamacli.service import build_services
 from ollamacli.service.models import CreateSpec
 from tests.server.conftest import LiveServer, free_port, serve_in_thread
+from tests.server.metricstext import value
 
 pytestmark = [
     pytest.mark.llama,
@@ -261,6 +262,30 @@ def test_a_constrained_generation_is_the_same_as_plain_serve(
         k: v for k, v in theirs.items() if k not in timing
     }
     assert one.headers["content-type"] == other.headers["content-type"]
+
+
+def _in_flight_on(cluster: Cluster, replica: str, model: str) -> float:
+    """`ollamacli_model_requests_in_flight` of one replica (asked until that replica answers)."""
+    with cluster.client() as client:
+        for _ in range(40):
+            response = client.get("/metrics", headers={REPLICA: "1"})
+            if _replica(response)[0] == replica:
+                return value(response.text, "ollamacli_model_requests_in_flight", model=model)
+    raise AssertionError(f"replica {replica} never answered /metrics")
+
+
+def test_a_client_that_goes_away_stops_its_generation_on_the_replica(cluster: Cluster) -> None:
+    replica = _served_by(cluster, BASE)[0]
+    # at least 400 numbers: minutes of decoding unless the disconnect stops it
+    body = {**_generate(BASE, 1500, stream=True), "format": {**LONG, "minItems": 400}}
+    with cluster.client() as client, client.stream("POST", "/api/generate", json=body) as response:
+        assert response.status_code == 200
+        next(response.iter_lines())
+        assert _in_flight_on(cluster, replica, BASE) == 1
+    closed = time.monotonic()
+    while _in_flight_on(cluster, replica, BASE) != 0:
+        assert time.monotonic() - closed < 10, "the generation went on after the client left"
+        time.sleep(0.2)
 
 
 def test_a_killed_replica_fails_only_its_own_requests_and_ray_replaces_it(
