@@ -31,7 +31,8 @@ from starlette.types import Receive, Scope, Send
 
 from ollamacli import __version__
 from ollamacli.config import Settings
-from ollamacli.errors import ClusterError
+from ollamacli.errors import ClusterError, OllamaCliError
+from ollamacli.names import ModelName
 from ollamacli.server.app import bind, create_app, startup_warnings
 from ollamacli.server.relay import (
     Headers,
@@ -125,13 +126,22 @@ class ModelServer:
     async def handle(self, request: RawRequest) -> AsyncIterator[ResponsePart]:
         """Answer one request: its `ResponseStart`, then its body's chunks."""
         model = serve.get_multiplexed_model_id()
-        if model:
+        if model and await asyncio.to_thread(self._in_store, model):
             await self.resident(model)
         tagged = any(key.lower() == REPLICA_HEADER for key, _ in request.headers)
         async for part in call_app(self.app, request):
             if tagged and isinstance(part, ResponseStart):
                 part = ResponseStart(part.status, (*part.headers, (REPLICA_HEADER, self.replica)))
             yield part
+
+    def _in_store(self, model: str) -> bool:
+        """Whether the model exists: a name that does not is never routed by (its 404 comes
+        from any replica, and it takes no place among a replica's models)."""
+        try:
+            self.services.store.resolve(ModelName.parse(model))
+        except OllamaCliError:
+            return False
+        return True
 
     def __del__(self) -> None:
         """Serve stops the replica: cancel its generations, unload its models."""
