@@ -58,7 +58,10 @@ def serve(
         False, "--ray", help="Serve from a Ray Serve application (needs ollamacli[cluster])."
     ),
     replicas: str = typer.Option(
-        "1", "--replicas", help="With --ray: model-server replicas, a number or 'auto'."
+        "1",
+        "--replicas",
+        metavar="N|auto",
+        help="With --ray: model-server replicas, a number or 'auto'.",
     ),
     max_replicas: int = typer.Option(
         4, "--max-replicas", min=1, help="With --ray --replicas auto: the most replicas."
