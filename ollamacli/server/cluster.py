@@ -61,13 +61,20 @@ REPLICA_HEADER = b"x-ollamacli-replica"
 _RETRIES = 2  # a request a dead replica never started goes to another one, this many times
 REPLICA_FAILED = "model server replica stopped while serving this request; try again"
 _NO_REPLICA = "no model server replica is available; try again"
-# Serve's replicas by default run user code on a second event loop (and the router on a third),
-# which costs two cross-thread hand-offs per streamed chunk; our code never blocks its loop
-# (the engine runs in threads), so both run on the replica's own loop. Measured on the bundled
-# model: a single stream went from ~0.8x to ~0.9-1.0x of plain `serve` (benchmarks/bench_ray.py).
+# How the deployments' processes run (benchmarks/bench_ray.py measured the first two).
+# Serve runs user code on a second event loop (and the router on a third): two cross-thread
+# hand-offs per streamed chunk; our code never blocks its loop (the engine runs in threads), so
+# both run on the replica's own loop. Ray starts workers at nice 15, below its daemons; these
+# are the server, at normal priority like plain `serve` (on a busy machine nice 15 starved the
+# decode: a single stream ran at ~0.8x of plain `serve`, ~0.9-1.0x without). And the router
+# asks a replica for its queue length before sending it a request, giving up after 0.1 s and
+# trying a replica without the model; on a busy machine that moved models around, and loading
+# a model elsewhere costs far more than waiting a little longer for the answer.
 _REPLICA_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_worker_niceness": "0",
+    "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0",
 }
 
 
@@ -281,6 +288,8 @@ def _init(settings: Settings, options: ClusterOptions) -> None:
         object_store_memory=128 << 20,
         namespace=APP_NAME,
         logging_level=logging.DEBUG if settings.debug else logging.WARNING,
+        # every worker at normal priority, Serve's proxy and controller too (see _REPLICA_ENV)
+        _system_config={"worker_niceness": 0},
     )
 
 

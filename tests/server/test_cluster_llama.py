@@ -275,11 +275,14 @@ def _in_flight_on(cluster: Cluster, replica: str, model: str) -> float:
 
 
 def test_a_client_that_goes_away_stops_its_generation_on_the_replica(cluster: Cluster) -> None:
-    replica = _served_by(cluster, BASE)[0]
     # at least 400 numbers: minutes of decoding unless the disconnect stops it
     body = {**_generate(BASE, 1500, stream=True), "format": {**LONG, "minItems": 400}}
-    with cluster.client() as client, client.stream("POST", "/api/generate", json=body) as response:
+    with (
+        cluster.client() as client,
+        client.stream("POST", "/api/generate", json=body, headers={REPLICA: "1"}) as response,
+    ):
         assert response.status_code == 200
+        replica = _replica(response)[0]
         next(response.iter_lines())
         assert _in_flight_on(cluster, replica, BASE) == 1
     closed = time.monotonic()
