@@ -341,19 +341,28 @@ def test_a_killed_replica_fails_only_its_own_requests_and_ray_replaces_it(
             time.sleep(0.2)
 
 
-# Importing Ray Serve in this process: its config models use pydantic v1-style Field arguments.
-@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
-def test_replica_options_fixed_or_autoscaled_on_ongoing_requests() -> None:
-    from ollamacli.server.cluster import ClusterOptions
+_OPTIONS = """
+import json
+from ollamacli.config import Settings
+from ollamacli.server.cluster import ClusterOptions
+settings = Settings(num_parallel=3)
+fixed = ClusterOptions(replicas=2).deployment_options(settings)
+auto = ClusterOptions(replicas=None, max_replicas=5).deployment_options(settings)
+print(json.dumps([fixed, auto]))
+"""
 
-    settings = Settings(num_parallel=3)
-    fixed = ClusterOptions(replicas=2).deployment_options(settings)
+
+def test_replica_options_fixed_or_autoscaled_on_ongoing_requests() -> None:
+    # in a child process: importing Ray Serve here would stay for the rest of the session
+    result = subprocess.run(
+        [sys.executable, "-c", _OPTIONS], capture_output=True, text=True, timeout=120, check=True
+    )
+    fixed, auto = json.loads(result.stdout)
     assert fixed["num_replicas"] == 2
     assert "autoscaling_config" not in fixed
-    auto = ClusterOptions(replicas=None, max_replicas=5).deployment_options(settings)
     assert "num_replicas" not in auto
     scaling = auto["autoscaling_config"]
-    assert isinstance(scaling, dict)
     assert (scaling["min_replicas"], scaling["max_replicas"]) == (1, 5)
     assert scaling["target_ongoing_requests"] == 3  # a replica's share: what runs at once
     assert auto["max_ongoing_requests"] == fixed["max_ongoing_requests"] == 8
+    assert fixed["ray_actor_options"]["runtime_env"]["env_vars"]["RAY_worker_niceness"] == "0"
