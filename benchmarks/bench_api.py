@@ -79,9 +79,11 @@ class Stream:
         return (self.eval_count - 1) / (self.stamps[-1] - self.stamps[0])
 
 
-def stream_generate(url: str, tokens: int, prompt: str = PROMPT) -> Stream:
+def stream_generate(
+    url: str, tokens: int, prompt: str = PROMPT, model: str = "smollm2:135m"
+) -> Stream:
     body = {
-        "model": "smollm2:135m",
+        "model": model,
         "prompt": prompt,
         "raw": True,
         "stream": True,

@@ -29,6 +29,7 @@ Real bugs are left to propagate as whatever Python raised.
     ├── ServerNotRunningError             .host
     ├── ServerResponseError               .status (a running server answered with an error)
     ├── ServeError                        .address (the server could not start listening)
+    ├── ClusterError                      .address (`serve --ray` could not start or join Ray)
     ├── DatasetError(ValueError)          .location (fine-tuning data)
     ├── FinetuneError                     training or adapter conversion cannot proceed
     └── OptionalDependencyError           .extra
@@ -309,6 +310,23 @@ class DatasetError(OllamaCliError, ValueError):
 
 class FinetuneError(OllamaCliError):
     """Fine-tuning or adapter conversion that cannot proceed with this model or adapter."""
+
+
+class ClusterError(OllamaCliError):
+    """`serve --ray` could not start a local Ray instance or join the cluster at an address."""
+
+    def __init__(self, address: str | None, reason: str) -> None:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        super().__init__(
+            f"could not start serving on {where}: {reason}",
+            hint=(
+                "is `ray start --head` running there, with the same Ray version, and the same "
+                "RAY_AUTH_MODE and token (~/.ray/auth_token) on this machine?"
+                if address
+                else "see Ray's log under /tmp/ray/session_latest/logs"
+            ),
+        )
+        self.address = address
 
 
 class OptionalDependencyError(OllamaCliError):

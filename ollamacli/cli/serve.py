@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -11,9 +13,12 @@ import typer
 from ollamacli.cli.app import app
 from ollamacli.cli.output import format_table, human_bytes, human_time
 from ollamacli.cli.wiring import services, settings
+from ollamacli.config import Settings
+from ollamacli.errors import OptionalDependencyError
 
 if TYPE_CHECKING:
     from ollamacli.client import RunningModel
+    from ollamacli.service import Services
 
 
 def _configure_logging(debug: bool, log_format: str) -> None:
@@ -32,16 +37,61 @@ def _configure_logging(debug: bool, log_format: str) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+def _replica_count(value: str) -> int | None:
+    """`--replicas`: a positive count, or `auto` (None)."""
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"{value!r} is not a positive number or 'auto'")
+    return int(value)
+
+
+def _prepared(config: Settings) -> Services:
+    """A Ray replica's services, with the server's logging (runs in the replica's process)."""
+    _configure_logging(config.debug, config.log_format)
+    return services(config)
+
+
 @app.command()
-def serve() -> None:
+def serve(
+    ray: bool = typer.Option(
+        False, "--ray", help="Serve from a Ray Serve application (needs ollamacli[cluster])."
+    ),
+    replicas: str = typer.Option(
+        "1",
+        "--replicas",
+        metavar="N|auto",
+        help="With --ray: model-server replicas, a number or 'auto'.",
+    ),
+    max_replicas: int = typer.Option(
+        4, "--max-replicas", min=1, help="With --ray --replicas auto: the most replicas."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="With --ray: join this Ray cluster (default: start one here)."
+    ),
+) -> None:
     """Start ollamacli (address from OLLAMA_HOST, default 127.0.0.1:11434)."""
+    config = settings()
+    _configure_logging(config.debug, config.log_format)
+    if ray:
+        _serve_on_ray(config, _replica_count(replicas), max_replicas, ray_address)
+        return
     from ollamacli.server.app import bind
     from ollamacli.server.app import serve as run_server
 
-    config = settings()
-    _configure_logging(config.debug, config.log_format)
     sock = bind(config.host)  # fail fast, before loading anything, when the port is taken
     run_server(services(config), sock)
+
+
+def _serve_on_ray(
+    config: Settings, replicas: int | None, max_replicas: int, address: str | None
+) -> None:
+    if importlib.util.find_spec("ray") is None:
+        raise OptionalDependencyError("serve --ray", extra="cluster")
+    from ollamacli.server import cluster
+
+    options = cluster.ClusterOptions(replicas=replicas, max_replicas=max_replicas, address=address)
+    cluster.run(functools.partial(_prepared, config), config, options)
 
 
 def _processor(model: RunningModel) -> str:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from ollamacli.errors import InvalidRequestError
-from ollamacli.server import convert
+from ollamacli.server import convert, requestlog
 from ollamacli.server.schemas import EmbedBody, EmbeddingsBody, OpenAIEmbeddingBody, parse_body
 from ollamacli.server.state import services_of
 from ollamacli.service.embed import EmbedRequest, EmbedResult
@@ -21,7 +21,9 @@ router = APIRouter()
 
 async def _run(request: Request, embed: EmbedRequest) -> EmbedResult:
     service = services_of(request).embed
-    return await run_in_threadpool(service.embed, embed)
+    result = await run_in_threadpool(service.embed, embed)
+    requestlog.note_embedding(result.prompt_eval_count, result.load_duration)
+    return result
 
 
 @router.post("/api/embed")

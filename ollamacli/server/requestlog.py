@@ -140,6 +140,16 @@ def note_error(exc: BaseException) -> None:
         record.error = str(exc) or type(exc).__name__
 
 
+def note_embedding(prompt_eval_count: int, load_duration_ns: int) -> None:
+    """Note a finished embedding request: its prompt tokens count like a generation's."""
+    record = _current.get()
+    if record is None:
+        return
+    record.generated = True
+    record.prompt_eval_count += prompt_eval_count
+    record.load_duration_ns += load_duration_ns
+
+
 def observe(items: Iterable[object]) -> None:
     """Note generation progress for the current request (first token, final statistics)."""
     record = _current.get()

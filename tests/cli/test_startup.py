@@ -21,6 +21,7 @@ HEAVY = (
     "huggingface_hub",
     "prompt_toolkit",
     "prometheus_client",
+    "ray",
 )
 
 PROBE = """

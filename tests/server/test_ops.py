@@ -67,6 +67,24 @@ def test_metrics_count_a_chat_by_route_status_model_and_tokens(
     assert value(text, "ollamacli_errors_total", kind="ModelNotFoundError") == 0
 
 
+def test_metrics_count_the_prompt_tokens_of_embedding_requests(live: LiveServer) -> None:
+    with live.client() as client:
+        embed = client.post("/api/embed", json={"model": "tiny", "input": ["one two", "three"]})
+        legacy = client.post("/api/embeddings", json={"model": "tiny", "prompt": "four five"})
+        openai = client.post("/v1/embeddings", json={"model": "tiny", "input": "six"})
+        missing = client.post("/api/embed", json={"model": "nope", "input": "x"})
+    assert [embed.status_code, legacy.status_code, openai.status_code] == [200, 200, 200]
+    assert missing.status_code == 404
+    counted = embed.json()["prompt_eval_count"] + openai.json()["usage"]["prompt_tokens"]
+    text = _scrape(live)
+    tokens = value(text, "ollamacli_prompt_tokens_total", model="tiny:latest")
+    # the legacy route reports no count, but its prompt was evaluated all the same
+    assert tokens > counted > 0
+    assert value(text, "ollamacli_generation_tokens_total", model="tiny:latest") == 0
+    assert value(text, "ollamacli_time_per_output_token_seconds_count", model="tiny:latest") == 0
+    assert 'model="nope' not in text
+
+
 def test_metrics_label_routes_by_template_and_count_errors_by_kind(live: LiveServer) -> None:
     digest = "sha256:" + "0" * 64
     with live.client() as client:
