@@ -30,10 +30,12 @@ Invariants (read before changing anything here):
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +135,7 @@ class BatchLoop:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ollamacli-batch", daemon=True)
         self._thread.start()
+        _RUNNING.add(self)
 
     def submit(self, job: Job) -> None:
         """Hand a job to the loop (its events arrive in `job.outbox`)."""
@@ -407,6 +410,18 @@ class BatchLoop:
                 return
             if item is not None:
                 self._end(item, error)
+
+
+_RUNNING: weakref.WeakSet[BatchLoop] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_loops() -> None:
+    """Stop every loop before the interpreter goes: a loop thread still inside llama.cpp
+    while the process tears its libraries down crashed (`run ... | head -c 1` died of SIGSEGV
+    when the pipe closed mid-answer)."""
+    for loop in list(_RUNNING):
+        loop.close()
 
 
 def _slot_of(job: Job) -> Slot:
