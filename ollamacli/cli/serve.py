@@ -72,9 +72,10 @@ def serve(
 ) -> None:
     """Start ollamacli (address from OLLAMA_HOST, default 127.0.0.1:11434)."""
     config = settings()
+    count = _replica_count(replicas) if ray else None  # a bad value fails before any setup
     _configure_logging(config.debug, config.log_format)
     if ray:
-        _serve_on_ray(config, _replica_count(replicas), max_replicas, ray_address)
+        _serve_on_ray(config, count, max_replicas, ray_address)
         return
     from ollamacli.server.app import bind
     from ollamacli.server.app import serve as run_server

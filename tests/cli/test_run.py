@@ -236,7 +236,7 @@ def limited_model(cli, tmp_path) -> str:
 @pytest.mark.slow
 def test_real_run_streams_an_answer_and_ctrl_c_stops_it():
     proc = subprocess.Popen(
-        _ollamacli("run", "smollm2:135m", "Why is the sky blue?"),
+        _ollamacli("run", "smollm2:135m", "Why is the sky blue?", "--verbose"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -248,7 +248,10 @@ def test_real_run_streams_an_answer_and_ctrl_c_stops_it():
         rest, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == (130 if still_running else 0)
+    # The answer may end on its own between the poll and the signal (its length is random);
+    # --verbose prints the statistics only for an answer that was not interrupted.
+    finished = b"eval count" in err
+    assert proc.returncode == (130 if still_running and not finished else 0)
     _assert_english(streamed.decode())
     assert b"Traceback" not in err
     assert b"Error" not in err
