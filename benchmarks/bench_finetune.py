@@ -26,13 +26,13 @@ from pathlib import Path
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage
-from ollamacli.finetune.augment import model_paraphraser
 from ollamacli.finetune.dataset import load_dataset
 from ollamacli.finetune.evaluate import Answer, ask, score
 from ollamacli.finetune.export import convert_to_temporary
 from ollamacli.finetune.pipeline import FinetuneRequest, finetune
 from ollamacli.finetune.trainer import TrainingConfig, TrainingStep
 from ollamacli.service import build_services
+from ollamacli.service.chat import ChatService
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 180.0
@@ -46,6 +46,8 @@ def _cpu() -> float:
 
 def _show_step(step: TrainingStep) -> None:
     held = f"  eval loss {step.eval_loss:.4f}" if step.eval_loss is not None else ""
+    if step.validation_loss is not None:
+        held += f"  val loss {step.validation_loss:.4f}"
     print(f"  step {step.step:>3}/{step.total}  loss {step.loss:.4f}{held}  {step.elapsed:6.1f} s")
 
 
@@ -60,6 +62,8 @@ def run(
     training: TrainingConfig,
     augment: int,
     eval_loss: bool = False,
+    system: str | None = None,
+    extra_eval: Path | None = None,
 ) -> None:
     """Train, then score the training questions, the paraphrases and base knowledge."""
     with tempfile.TemporaryDirectory(prefix="ollamacli-bench-finetune-") as tmp:
@@ -77,12 +81,10 @@ def run(
                 training,
                 eval_data=eval_data if eval_loss else None,
                 augment=augment,
+                system=system,
                 adapter_out=root / "adapter.gguf",
             )
-            paraphraser = (
-                model_paraphraser(services.chat, base, seed=training.seed) if augment else None
-            )
-            result = finetune(request, services.models, on_step=_show_step, paraphraser=paraphraser)
+            result = finetune(request, services.models, on_step=_show_step)
             wall = time.monotonic() - started
             print(f"rows trained on:        {result.examples} ({augment} rewrites per question)")
             print(f"load into transformers: {result.load_seconds:6.1f} s")
@@ -97,16 +99,25 @@ def run(
                     f"adapter:                {result.exported.stat().st_size:,} bytes (goal <= 10 MB)"
                 )
             exact = score(services.chat, "bench-tuned", result.trained, _show_answer)
-            unseen = score(services.chat, "bench-tuned", load_dataset(eval_data), _show_answer)
-            unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
             print(f"exact answers: {exact.exact}/{exact.total} (goal 8 of 8)")
-            print(
-                f"paraphrases:   {unseen.exact}/{unseen.total} = {unseen.per_8:.1f} per 8 "
-                "(goal >= 7 per 8)"
-            )
+            for path in (eval_data, extra_eval):
+                if path is not None:
+                    _paraphrases(services.chat, path)
+            unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
             print(f"base knowledge: {'kept' if 'Paris' in unrelated else 'LOST'}: {unrelated!r}")
         finally:
             services.scheduler.close()
+
+
+def _paraphrases(chat: ChatService, path: Path) -> None:
+    unseen = score(chat, "bench-tuned", load_dataset(path), _show_answer)
+    english = [a for a in unseen.answers if a.question.isascii()]
+    chinese = [a for a in unseen.answers if not a.question.isascii()]
+    print(
+        f"paraphrases ({path.name}): {unseen.exact}/{unseen.total} = {unseen.per_8:.1f} per 8 "
+        f"(goal >= 7 per 8); Chinese {sum(a.is_exact for a in chinese)}/{len(chinese)}, "
+        f"English {sum(a.is_exact for a in english)}/{len(english)}"
+    )
 
 
 def main() -> None:
@@ -129,6 +140,9 @@ def main() -> None:
         "--lr-schedule", choices=("constant", "linear", "cosine"), default="constant"
     )
     parser.add_argument("--augment", type=int, default=0)
+    parser.add_argument("--early-stop", type=int, default=0)
+    parser.add_argument("--system", default=None, help="trained with, and the model's SYSTEM")
+    parser.add_argument("--extra-eval", type=Path, default=None, help="a second paraphrase set")
     parser.add_argument(
         "--eval-loss",
         action="store_true",
@@ -146,8 +160,18 @@ def main() -> None:
         weight_decay=args.weight_decay,
         neftune_alpha=args.neftune,
         lr_schedule=args.lr_schedule,
+        early_stop=args.early_stop,
     )
-    run(args.base, args.data, args.eval, training, args.augment, args.eval_loss)
+    run(
+        args.base,
+        args.data,
+        args.eval,
+        training,
+        args.augment,
+        args.eval_loss,
+        args.system,
+        args.extra_eval,
+    )
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (Chinese templates use full-width punctuation)
 """`finetune --augment N`: the base model rewrites each question N ways before training.
 
 Rows that teach one answer to one question generalise poorly: the model learns the question's
@@ -9,6 +10,7 @@ the original and from the rewrites kept so far, and does not give the answer awa
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -95,3 +97,135 @@ def augment(examples: Sequence[Example], paraphrase: Paraphraser, count: int) ->
             messages[index] = ChatMessage("user", rewrite)
             added.append(Example(tuple(messages), f"{example.location} (rewrite {number})"))
     return [*examples, *added]
+
+
+# Rule-based rewrites (`--augment N` without a model): templates that change a question's framing,
+# never its content words, so the answer stays right. Chinese: politeness prefixes and suffixes,
+# common question-word synonyms, a few word-order patterns; English: the same kinds of frames.
+# A question in another language is framed with that language's templates, so a dataset that
+# gives a question in both languages gets both kinds.
+_ZH_SYNONYMS = (
+    ("如何", ("怎么", "怎样", "该如何")),
+    ("怎么", ("如何", "怎样")),
+    ("可以", ("能", "能够")),
+    ("能", ("可以",)),
+    ("需要", ("要", "得")),
+    ("哪些", ("什么",)),
+    ("什么", ("啥",)),
+    ("购买", ("买",)),
+    ("是什么", ("是啥",)),
+)
+_ZH_FRAMES = (
+    "{q}？",
+    "请问{q}？",
+    "你好，{q}？",
+    "我想问一下，{q}？",
+    "我想知道{q}。",
+    "能告诉我{q}吗？",
+    "麻烦问下，{q}？",
+    "{q}呢？",
+    "{q}",
+    "{q}?",
+    "{q}？谢谢！",
+    "想请教一下，{q}？",
+    "你好，请问{q}？",
+)
+_MIXED_FRAMES = (  # a Chinese question inside an English frame: the answer does not change
+    "Hi, {q}",
+    "Could you tell me: {q}",
+    "Question: {q}",
+    "Please answer in Chinese: {q}",
+)
+_ZH_ORDER = (
+    (re.compile(r"^(.+?)是什么$"), "什么是{0}"),
+    (re.compile(r"^(.+?)是什么$"), "{0}是什么东西"),
+    (re.compile(r"^如何(.+)$"), "{0}要怎么做"),
+    (re.compile(r"^如何(.+)$"), "我该怎么{0}"),
+    (re.compile(r"^(.+?)可以(.+)吗$"), "{0}能不能{1}"),
+    (re.compile(r"^(.+?)需要(.+)吗$"), "{0}需不需要{1}"),
+    (re.compile(r"^(.+?)有哪些(.+)$"), "{0}都有哪些{1}"),
+    (re.compile(r"^你能(.+)$"), "你都能{0}"),
+)
+_EN_FRAMES = (
+    "{q}",
+    "Could you tell me: {q}",
+    "Please tell me, {l}",
+    "Hi, {l}",
+    "Hello! {q}",
+    "{q} Thanks!",
+    "I'd like to know: {q}",
+    "Quick question: {l}",
+    "{b}",
+    "{l}",
+    "Excuse me, {l}",
+)
+_EN_ORDER = (
+    (re.compile(r"^how do i (.+)$", re.I), "How can I {0}"),
+    (re.compile(r"^how can i (.+)$", re.I), "How do I {0}"),
+    (re.compile(r"^what is (.+)$", re.I), "What's {0}"),
+    (re.compile(r"^can i (.+)$", re.I), "Is it possible to {0}"),
+    (re.compile(r"^do (.+)$", re.I), "Does it hold that {0}"),
+)
+_ZH_END = "？?。！!．. "
+_EN_END = "?.! "
+
+
+def rule_rewrites(question: str) -> list[str]:
+    """Every template rewrite of `question`: deterministic, in a fixed order, no duplicates."""
+    text = question.strip()
+    if _CJK.search(text):
+        core = text.rstrip(_ZH_END)
+        cores = [core, *_zh_variants(core)]
+        found = [_frame(frame, c) for c in cores for frame in _ZH_FRAMES]
+        found += [frame.format(q=f"{core}？") for frame in _MIXED_FRAMES]
+    else:
+        core = text.rstrip(_EN_END)
+        cores = [core, *_en_variants(core)]
+        found = [_en_frame(frame, c) for c in cores for frame in _EN_FRAMES]
+    return [r for r in dict.fromkeys(found) if r != text]
+
+
+def _frame(frame: str, core: str) -> str:
+    if core.endswith("吗"):
+        if frame.startswith("能告诉我"):
+            core = core[:-1]
+        elif frame in ("{q}呢？", "我想知道{q}。"):
+            return core + "？"  # a yes/no question takes neither
+    return frame.format(q=core)
+
+
+def _zh_variants(core: str) -> list[str]:
+    variants = []
+    for word, replacements in _ZH_SYNONYMS:
+        if word in core:
+            variants += [core.replace(word, r, 1) for r in replacements]
+    for pattern, template in _ZH_ORDER:
+        match = pattern.match(core)
+        if match:
+            variants.append(template.format(*match.groups()))
+    return [v for v in dict.fromkeys(variants) if v != core]
+
+
+def _en_variants(core: str) -> list[str]:
+    variants = []
+    for pattern, template in _EN_ORDER:
+        match = pattern.match(core)
+        if match:
+            variants.append(template.format(*match.groups()))
+    return [v for v in dict.fromkeys(variants) if v != core]
+
+
+def _en_frame(frame: str, core: str) -> str:
+    lower = core[:1].lower() + core[1:] if not core[:2].isupper() else core
+    return frame.format(q=f"{core}?", l=f"{lower}?", b=core)
+
+
+def rule_paraphraser(seed: int = 0) -> Paraphraser:
+    """Up to N template rewrites per question, picked by a seeded shuffle (the same each run)."""
+
+    def paraphrase(question: str, count: int) -> list[str]:
+        found = rule_rewrites(question)
+        random.Random(f"{seed}:{question}").shuffle(found)
+        return found[:count]
+
+    return paraphrase
