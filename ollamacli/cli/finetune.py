@@ -93,6 +93,14 @@ def finetune(
     augment_with: str | None = typer.Option(
         None, "--augment-with", help="Ask this model for the --augment rewrites instead."
     ),
+    keep_base: int = typer.Option(
+        0,
+        "--keep-base",
+        min=0,
+        max=12,
+        help="Also train on N general questions with the base model's own answers, so the new "
+        "model keeps answering other questions as the base does.",
+    ),
     system: str | None = typer.Option(
         None, "--system", help="System message trained with and set as the new model's SYSTEM."
     ),
@@ -114,7 +122,7 @@ def finetune(
 ) -> None:
     """Fine-tune a model on questions and answers (needs: pip install 'ollamacli[finetune]')."""
     from ollamacli.cli.wiring import services
-    from ollamacli.finetune.augment import model_paraphraser
+    from ollamacli.finetune.augment import base_rehearsal, model_paraphraser
     from ollamacli.finetune.pipeline import FinetuneRequest
     from ollamacli.finetune.pipeline import finetune as run_finetune
     from ollamacli.finetune.trainer import (
@@ -140,7 +148,16 @@ def finetune(
         early_stop=early_stop,
     )
     request = FinetuneRequest(
-        model, base, data, training, quantize.value, adapter_out, eval_data, augment, system
+        model,
+        base,
+        data,
+        training,
+        quantize.value,
+        adapter_out,
+        eval_data,
+        augment,
+        keep_base,
+        system,
     )
     main = is_main_process()
     if accelerate_single_cpu_process():
@@ -163,6 +180,7 @@ def finetune(
                 progress=display.event,
                 on_step=display.step,
                 paraphraser=paraphraser,
+                rehearsal=base_rehearsal(wired.chat, base),
             )
         if not result.main:
             return  # the main process reports and writes the model

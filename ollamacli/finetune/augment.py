@@ -1,11 +1,15 @@
 # ruff: noqa: RUF001  (Chinese templates use full-width punctuation)
-"""`finetune --augment N`: the base model rewrites each question N ways before training.
+"""`finetune --augment N`: N rewrites of each question are added before training.
 
 Rows that teach one answer to one question generalise poorly: the model learns the question's
-exact wording. Training on paraphrased questions with the same answer teaches the answer for the
-meaning instead. The paraphrases come from the base model itself through llama.cpp (sampled, with
-fixed seeds); a rewrite is kept only if it looks like a question in the same script, differs from
-the original and from the rewrites kept so far, and does not give the answer away.
+exact wording. Training on rewritten questions with the same answer teaches the answer for more
+than one wording. By default the rewrites come from rules (`rule_rewrites`): politeness
+prefixes and suffixes, punctuation, common question-word synonyms and a few word-order patterns
+in Chinese, English frames around the question; they change how a question is framed, never its
+content words, and come from the training questions alone. `--augment-with MODEL` asks a model
+instead (sampled through llama.cpp, with fixed seeds); a model's rewrite is kept only if it looks
+like a question in the same script, differs from the original and from the rewrites kept so far,
+and does not give the answer away.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Sequence
 from ollamacli.engine.base import ChatMessage, TextChunk
 from ollamacli.finetune.dataset import Example
 from ollamacli.service.chat import ChatRequest, ChatService
+from ollamacli.service.events import ChatDone
 
 Paraphraser = Callable[[str, int], list[str]]
 """(question, how many) -> up to that many rewrites of the question."""
@@ -229,3 +234,61 @@ def rule_paraphraser(seed: int = 0) -> Paraphraser:
         return found[:count]
 
     return paraphrase
+
+
+# `--keep-base N`: general questions, answered by the base model itself, trained alongside the
+# data (rehearsal), so a system message or many helpdesk rows do not turn every question into a
+# helpdesk question. Short, common facts; English, the language small base models answer best.
+GENERAL_QUESTIONS = (
+    "What is the largest planet in our solar system?",
+    "How many days are there in a week?",
+    "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water in Celsius?",
+    "What is the chemical symbol for gold?",
+    "How many legs does a spider have?",
+    "Which ocean is the largest?",
+    "What do bees make?",
+    "What gas do plants take in from the air?",
+    "How many continents are there?",
+    "What is the opposite of hot?",
+    "What language is spoken in Spain?",
+)
+Rehearsal = Callable[[int], list[Example]]
+"""How many rows -> general questions with the base model's own answers."""
+_SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s|$)")
+
+
+def base_rehearsal(chat: ChatService, model: str, *, limit: int = 48) -> Rehearsal:
+    """Rows of `GENERAL_QUESTIONS` answered by `model` greedily through llama.cpp, as its users
+    get them (an answer cut by `limit` is kept up to its last whole sentence)."""
+
+    def rows(count: int) -> list[Example]:
+        found = []
+        for number, question in enumerate(GENERAL_QUESTIONS[:count], 1):
+            request = ChatRequest(
+                model,
+                (ChatMessage("user", question),),
+                options={"temperature": 0, "num_predict": limit, "seed": 0},
+            )
+            text, finished = "", False
+            for event in chat.chat(request):
+                if isinstance(event, TextChunk):
+                    text += event.text
+                elif isinstance(event, ChatDone):
+                    finished = event.done_reason == "stop"
+            answer = whole_sentences(text, finished)
+            if answer:
+                messages = (ChatMessage("user", question), ChatMessage("assistant", answer))
+                found.append(Example(messages, f"base model answer {number}"))
+        return found
+
+    return rows
+
+
+def whole_sentences(text: str, finished: bool) -> str:
+    """The answer as trained: all of it if it ended, else up to its last sentence end."""
+    text = text.strip()
+    if finished:
+        return text
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else ""

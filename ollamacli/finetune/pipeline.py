@@ -18,7 +18,7 @@ from pathlib import Path
 from ollamacli.engine.base import ChatMessage
 from ollamacli.engine.quantize import parse_quantize_type
 from ollamacli.errors import FinetuneError, InvalidRequestError
-from ollamacli.finetune.augment import Paraphraser, augment, rule_paraphraser
+from ollamacli.finetune.augment import Paraphraser, Rehearsal, augment, rule_paraphraser
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
@@ -63,6 +63,8 @@ class FinetuneRequest:
     """Rows never trained on, scored after training (and their loss measured while training);
     without it, a large dataset has rows held out instead (`evaluate.split_held_out`)."""
     augment: int = 0  # rewrites of each question added before training (--augment N)
+    keep_base: int = 0
+    """General questions answered by BASE itself, trained alongside (--keep-base N)."""
     system: str | None = None
     """Trained as the system message of every row without one, and the new model's SYSTEM (so
     inference asks with the context training saw); None keeps the base model's."""
@@ -118,16 +120,23 @@ def finetune(
     progress: ProgressSink = ignore_progress,
     on_step: StepSink = ignore_step,
     paraphraser: Paraphraser | None = None,
+    rehearsal: Rehearsal | None = None,
 ) -> FinetuneResult:
     """Train NEW_NAME from BASE on a dataset and register it; see the module docstring.
 
-    `paraphraser` rewrites questions for `request.augment` (the CLI asks the base model)."""
+    `paraphraser` rewrites questions for `request.augment` (rules when None); `rehearsal`
+    gives BASE's own answers to general questions for `request.keep_base`."""
     target = ModelName.parse(request.name)
     examples, evaluation = _datasets(request)
     require_stack()
     base = _base(request, target, models, progress)
     rows, examples = examples, _augmented(request, examples, paraphraser, progress)
     examples, validation = validation_split(examples, request)
+    if request.keep_base:
+        if rehearsal is None:
+            raise InvalidRequestError("--keep-base needs the base model to answer questions")
+        progress(ProgressEvent(f"asking {base.name.short} {request.keep_base} general questions"))
+        examples = [*examples, *rehearsal(request.keep_base)]
     asked = evaluation
     if request.system is not None:
         examples, asked = with_system(examples, request.system), with_system(asked, request.system)

@@ -313,6 +313,8 @@ def train(
                     )
                     on_step(report)
     stopper.restore()
+    if base.accelerator is not None:
+        base.accelerator.end_training()  # leaves the process group; the weights are in place
     return losses
 
 

@@ -10,12 +10,15 @@ import pytest
 from ollamacli.engine.base import ChatMessage
 from ollamacli.errors import InvalidRequestError
 from ollamacli.finetune.augment import (
+    GENERAL_QUESTIONS,
     augment,
+    base_rehearsal,
     clean_rewrite,
     is_usable_rewrite,
     model_paraphraser,
     rule_paraphraser,
     rule_rewrites,
+    whole_sentences,
 )
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import score, split_held_out
@@ -204,3 +207,24 @@ def test_early_stop_holds_out_the_last_rewrite_of_each_question():
     assert validation_split(augmented, plain) == (augmented, [])
     with pytest.raises(InvalidRequestError, match="--early-stop needs --augment 2 or more"):
         FinetuneRequest("n", "b", EXAMPLE, TrainingConfig(early_stop=1), augment=1)
+
+
+def test_keep_base_rows_are_the_base_models_own_answers(chat, fake_factory):
+    fake_factory.enqueue("Jupiter is the largest planet.")
+    fake_factory.enqueue(*["Seven days. ", "A week has "] + ["more "] * 60)  # cut by num_predict
+    fake_factory.enqueue(*["no sentence end "] * 60)
+    rows = base_rehearsal(chat, "m", limit=48)(3)
+    assert [r.messages[0].content for r in rows] == list(GENERAL_QUESTIONS[:2])
+    assert [r.messages[1].content for r in rows] == [
+        "Jupiter is the largest planet.",
+        "Seven days.",
+    ]
+    assert [s.temperature for s in fake_factory.loaded[0].samplings] == [0.0] * 3
+    assert rows[0].location == "base model answer 1"
+
+
+def test_an_unfinished_answer_keeps_its_whole_sentences():
+    assert whole_sentences("One. Two! Three", finished=False) == "One. Two!"
+    assert whole_sentences("是的。然后", finished=False) == "是的。"
+    assert whole_sentences("Three", finished=True) == "Three"
+    assert whole_sentences("Three", finished=False) == ""
