@@ -3,6 +3,7 @@ process, each process on its share of every batch, only the main one reporting a
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -44,7 +45,7 @@ def adapter_tensors(path: Path) -> dict[str, np.ndarray]:
     return {t.name: np.array(t.data, dtype=np.float32) for t in gguf.GGUFReader(str(path)).tensors}
 
 
-def test_two_processes_train_as_one_and_only_the_main_one_writes(cli, tiny, tmp_path):
+def test_two_processes_train_as_one_and_only_the_main_one_writes(cli, tiny, tmp_path, monkeypatch):
     common = ["--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2", "--batch-size", "4"]
     alone = cli("finetune", "one", *common, "--adapter-out", str(tmp_path / "one.gguf"))
     assert alone.code == 0, alone.err
@@ -80,5 +81,6 @@ def test_two_processes_train_as_one_and_only_the_main_one_writes(cli, tiny, tmp_
     # The model the group registered loads with its adapter in llama.cpp and answers.
     model = Store(Path(os.environ["OLLAMA_MODELS"])).resolve(ModelName.parse("two"))
     assert len(model.adapters) == 1
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))  # as `run ... </dev/null`
     answer = cli("run", "two", "你是谁？")  # noqa: RUF001  (the seed's question)
     assert answer.code == 0, answer.err
