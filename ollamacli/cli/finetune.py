@@ -117,7 +117,7 @@ def finetune(
         "--early-stop",
         min=0,
         help="Stop after N epochs without a better validation loss (one --augment rewrite of "
-        "each question is held out for it) and keep the best epoch [default: 0, off].",
+        "each question is held out for it) and keep the best epoch (0: off).",
     ),
 ) -> None:
     """Fine-tune a model on questions and answers (needs: pip install 'ollamacli[finetune]')."""
@@ -152,12 +152,12 @@ def finetune(
         base,
         data,
         training,
-        quantize.value,
-        adapter_out,
-        eval_data,
-        augment,
-        keep_base,
-        system,
+        file_type=quantize.value,
+        adapter_out=adapter_out,
+        eval_data=eval_data,
+        augment=augment,
+        keep_base=keep_base,
+        system=system,
     )
     main = is_main_process()
     if accelerate_single_cpu_process():
