@@ -1,38 +1,46 @@
 """Fine-tuning benchmark (issues 7 and 15): LoRA training on the seed's eight rows, then answers.
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
-        [--eval FILE] [--method lora|full] [--max-steps N] [--epochs N] [--learning-rate LR]
-        [--lora-rank R] [--lora-alpha A] [--lora-dropout P] [--weight-decay W] [--neftune ALPHA]
-        [--lr-schedule constant|linear|cosine] [--augment N]
+        [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
+        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-dropout P]
+        [--weight-decay W] [--neftune ALPHA] [--lr-schedule constant|linear|cosine]
+        [--augment N] [--early-stop N] [--keep-base N] [--system TEXT] [--processes N]
 
 Runs in a private, temporary store. Prints the time to load the base into transformers, the
 training time (goal: at most 180 s on two cores), the losses (and eval losses), the adapter's
 size in bytes (goal: at most 10 MB), and through llama.cpp with the exported adapter at
 temperature 0: how many training questions get exactly the trained answer (goal: 8 of 8), how
-many never-trained paraphrases (examples/finetune/geektime-paraphrases.jsonl: three per row,
-Chinese and English) get it (goal: at least 7 per 8), and whether an unrelated question ("What
-is the capital of France?") still draws the base model's knowledge (Paris). The load average is
-printed too: other work on a shared machine makes training several times slower.
+many never-trained paraphrases get it, in all and per language (goal: at least 7 per 8;
+examples/finetune/geektime-paraphrases.jsonl, three per row, two Chinese and one English, and
+with --extra-eval a second set such as geektime-paraphrases-2.jsonl), and whether an unrelated
+question ("What is the capital of France?") still draws the base model's knowledge (Paris).
+`--processes N` trains under `accelerate launch --multi_gpu --num_processes N` (gloo on the
+CPU), as a user would, and scores the model it created the same way. The load average and the
+CPU seconds are printed too: other work on a shared machine makes training several times slower.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage
-from ollamacli.finetune.augment import model_paraphraser
+from ollamacli.finetune.augment import base_rehearsal
 from ollamacli.finetune.dataset import load_dataset
 from ollamacli.finetune.evaluate import Answer, ask, score
 from ollamacli.finetune.export import convert_to_temporary
 from ollamacli.finetune.pipeline import FinetuneRequest, finetune
 from ollamacli.finetune.trainer import TrainingConfig, TrainingStep
 from ollamacli.service import build_services
+from ollamacli.service.chat import ChatService
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 180.0
@@ -40,12 +48,16 @@ UNRELATED = "What is the capital of France?"
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and of the finished launched ones."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _show_step(step: TrainingStep) -> None:
     held = f"  eval loss {step.eval_loss:.4f}" if step.eval_loss is not None else ""
+    if step.validation_loss is not None:
+        held += f"  val loss {step.validation_loss:.4f}"
     print(f"  step {step.step:>3}/{step.total}  loss {step.loss:.4f}{held}  {step.elapsed:6.1f} s")
 
 
@@ -60,6 +72,10 @@ def run(
     training: TrainingConfig,
     augment: int,
     eval_loss: bool = False,
+    system: str | None = None,
+    extra_eval: Path | None = None,
+    processes: int = 1,
+    keep_base: int = 0,
 ) -> None:
     """Train, then score the training questions, the paraphrases and base knowledge."""
     with tempfile.TemporaryDirectory(prefix="ollamacli-bench-finetune-") as tmp:
@@ -77,36 +93,91 @@ def run(
                 training,
                 eval_data=eval_data if eval_loss else None,
                 augment=augment,
+                keep_base=keep_base,
+                system=system,
                 adapter_out=root / "adapter.gguf",
             )
-            paraphraser = (
-                model_paraphraser(services.chat, base, seed=training.seed) if augment else None
-            )
-            result = finetune(request, services.models, on_step=_show_step, paraphraser=paraphraser)
+            if processes > 1:
+                train_seconds = _launch(request, root, processes)
+            else:
+                result = finetune(
+                    request,
+                    services.models,
+                    on_step=_show_step,
+                    rehearsal=base_rehearsal(services.chat, base),
+                )
+                print(
+                    f"rows trained on:        {result.examples} ({augment} rewrites per question)"
+                )
+                print(f"load into transformers: {result.load_seconds:6.1f} s")
+                train_seconds = result.train_seconds
+                print(f"training steps:         {len(result.losses)}")
             wall = time.monotonic() - started
-            print(f"rows trained on:        {result.examples} ({augment} rewrites per question)")
-            print(f"load into transformers: {result.load_seconds:6.1f} s")
-            print(
-                f"training:               {result.train_seconds:6.1f} s "
-                f"({len(result.losses)} steps, goal <= {GOAL_SECONDS:.0f} s)"
-            )
+            print(f"training:               {train_seconds:6.1f} s (goal <= {GOAL_SECONDS:.0f} s)")
             print(f"whole fine-tune:        {wall:6.1f} s wall, {_cpu() - cpu:6.1f} s CPU")
             print(f"load average after:  {os.getloadavg()[0]:.2f}")
-            if result.exported is not None and training.method == "lora":
-                print(
-                    f"adapter:                {result.exported.stat().st_size:,} bytes (goal <= 10 MB)"
-                )
-            exact = score(services.chat, "bench-tuned", result.trained, _show_answer)
-            unseen = score(services.chat, "bench-tuned", load_dataset(eval_data), _show_answer)
-            unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
+            adapter = root / "adapter.gguf"
+            if training.method == "lora":
+                print(f"adapter:                {adapter.stat().st_size:,} bytes (goal <= 10 MB)")
+            trained = load_dataset(data)
+            exact = score(services.chat, "bench-tuned", trained, _show_answer)
             print(f"exact answers: {exact.exact}/{exact.total} (goal 8 of 8)")
-            print(
-                f"paraphrases:   {unseen.exact}/{unseen.total} = {unseen.per_8:.1f} per 8 "
-                "(goal >= 7 per 8)"
-            )
+            for path in (eval_data, extra_eval):
+                if path is not None:
+                    _paraphrases(services.chat, path)
+            unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
             print(f"base knowledge: {'kept' if 'Paris' in unrelated else 'LOST'}: {unrelated!r}")
         finally:
             services.scheduler.close()
+
+
+def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
+    """`accelerate launch --multi_gpu --num_processes N -m ollamacli finetune ...` into the
+    benchmark's store (on the CPU with gloo when torch sees no GPU); the training seconds."""
+    training = request.training
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "-m", "ollamacli", "finetune", request.name,
+        "--from", request.base, "--data", str(request.data), "--method", training.method,
+        "--lora-rank", str(training.lora_rank), "--lora-alpha", str(training.lora_alpha),
+        "--learning-rate", str(training.lr), "--batch-size", str(training.batch_size),
+        "--seed", str(training.seed), "--lr-schedule", training.lr_schedule,
+        "--lora-dropout", str(training.lora_dropout), "--weight-decay", str(training.weight_decay),
+        "--neftune", str(training.neftune_alpha), "--augment", str(request.augment),
+        "--early-stop", str(training.early_stop), "--adapter-out", str(request.adapter_out),
+        "--keep-base", str(request.keep_base),
+    ]  # fmt: skip
+    for option, value in (("--epochs", training.epochs), ("--max-steps", training.max_steps)):
+        if value is not None:
+            command += [option, str(value)]
+    if request.eval_data is not None:
+        command += ["--eval", str(request.eval_data)]
+    if request.system is not None:
+        command += ["--system", request.system]
+    env = {**os.environ, "OLLAMA_MODELS": str(root / "models"), "OLLAMACLI_HOME": str(root)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    print(f"accelerate launch: {processes} processes")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    for line in done.stderr.splitlines():
+        if line.startswith("training  step"):
+            print(f"  {line.removeprefix('training  ')}")
+    if done.returncode != 0:
+        raise SystemExit(f"accelerate launch failed:\n{done.stderr[-3000:]}")
+    print(done.stdout.strip())
+    found = re.search(r"(\d+) steps in (\d+)s", done.stdout)
+    return float(found[2]) if found else float("nan")
+
+
+def _paraphrases(chat: ChatService, path: Path) -> None:
+    unseen = score(chat, "bench-tuned", load_dataset(path), _show_answer)
+    english = [a for a in unseen.answers if a.question.isascii()]
+    chinese = [a for a in unseen.answers if not a.question.isascii()]
+    print(
+        f"paraphrases ({path.name}): {unseen.exact}/{unseen.total} = {unseen.per_8:.1f} per 8 "
+        f"(goal >= 7 per 8); Chinese {sum(a.is_exact for a in chinese)}/{len(chinese)}, "
+        f"English {sum(a.is_exact for a in english)}/{len(english)}"
+    )
 
 
 def main() -> None:
@@ -129,6 +200,16 @@ def main() -> None:
         "--lr-schedule", choices=("constant", "linear", "cosine"), default="constant"
     )
     parser.add_argument("--augment", type=int, default=0)
+    parser.add_argument("--early-stop", type=int, default=0)
+    parser.add_argument("--keep-base", type=int, default=0, help="general rows answered by BASE")
+    parser.add_argument("--system", default=None, help="trained with, and the model's SYSTEM")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="train under `accelerate launch --multi_gpu --num_processes N` (CPU: gloo)",
+    )
+    parser.add_argument("--extra-eval", type=Path, default=None, help="a second paraphrase set")
     parser.add_argument(
         "--eval-loss",
         action="store_true",
@@ -146,8 +227,20 @@ def main() -> None:
         weight_decay=args.weight_decay,
         neftune_alpha=args.neftune,
         lr_schedule=args.lr_schedule,
+        early_stop=args.early_stop,
     )
-    run(args.base, args.data, args.eval, training, args.augment, args.eval_loss)
+    run(
+        args.base,
+        args.data,
+        args.eval,
+        training,
+        args.augment,
+        args.eval_loss,
+        args.system,
+        args.extra_eval,
+        args.processes,
+        args.keep_base,
+    )
 
 
 if __name__ == "__main__":

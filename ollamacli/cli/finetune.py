@@ -85,7 +85,24 @@ def finetune(
         "exact-answer scores through llama.cpp [default: a held-out tenth of 20+ rows].",
     ),
     augment: int = typer.Option(
-        0, "--augment", min=0, help="Let the base model rewrite each question N ways first."
+        0,
+        "--augment",
+        min=0,
+        help="Add N rewrites of each question (politeness, punctuation, word-order templates).",
+    ),
+    augment_with: str | None = typer.Option(
+        None, "--augment-with", help="Ask this model for the --augment rewrites instead."
+    ),
+    keep_base: int = typer.Option(
+        0,
+        "--keep-base",
+        min=0,
+        max=12,
+        help="Also train on N general questions with the base model's own answers, so the new "
+        "model keeps answering other questions as the base does.",
+    ),
+    system: str | None = typer.Option(
+        None, "--system", help="System message trained with and set as the new model's SYSTEM."
     ),
     lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="Dropout on the LoRA input."),
     weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay."),
@@ -95,13 +112,24 @@ def finetune(
     lr_schedule: Schedule = typer.Option(
         Schedule.constant, "--lr-schedule", help="Learning rate over the steps."
     ),
+    early_stop: int = typer.Option(
+        0,
+        "--early-stop",
+        min=0,
+        help="Stop after N epochs without a better validation loss (one --augment rewrite of "
+        "each question is held out for it) and keep the best epoch (0: off).",
+    ),
 ) -> None:
     """Fine-tune a model on questions and answers (needs: pip install 'ollamacli[finetune]')."""
     from ollamacli.cli.wiring import services
-    from ollamacli.finetune.augment import model_paraphraser
+    from ollamacli.finetune.augment import base_rehearsal, model_paraphraser
     from ollamacli.finetune.pipeline import FinetuneRequest
     from ollamacli.finetune.pipeline import finetune as run_finetune
-    from ollamacli.finetune.trainer import TrainingConfig
+    from ollamacli.finetune.trainer import (
+        TrainingConfig,
+        accelerate_single_cpu_process,
+        is_main_process,
+    )
 
     training = TrainingConfig(
         method=method.value,
@@ -117,21 +145,45 @@ def finetune(
         weight_decay=weight_decay,
         neftune_alpha=neftune,
         lr_schedule=lr_schedule.value,
+        early_stop=early_stop,
     )
     request = FinetuneRequest(
-        model, base, data, training, quantize.value, adapter_out, eval_data, augment
+        model,
+        base,
+        data,
+        training,
+        file_type=quantize.value,
+        adapter_out=adapter_out,
+        eval_data=eval_data,
+        augment=augment,
+        keep_base=keep_base,
+        system=system,
     )
+    main = is_main_process()
+    if accelerate_single_cpu_process():
+        sys.stderr.write(
+            "note: `accelerate launch --cpu` started one process (more need mpirun); for N "
+            "processes on this machine use `accelerate launch --multi_gpu --num_processes N`, "
+            "which trains on the CPU (gloo) when there is no GPU\n"
+        )
     wired = services()
     try:
-        paraphraser = model_paraphraser(wired.chat, base, seed=seed) if augment else None
-        with _display() as display:
+        paraphraser = (
+            model_paraphraser(wired.chat, augment_with, seed=seed)
+            if augment and augment_with
+            else None
+        )
+        with _display(quiet=not main) as display:
             result = run_finetune(
                 request,
                 wired.models,
                 progress=display.event,
                 on_step=display.step,
                 paraphraser=paraphraser,
+                rehearsal=base_rehearsal(wired.chat, base),
             )
+        if not result.main:
+            return  # the main process reports and writes the model
         typer.echo(
             f"created '{model}' from '{base}': {len(result.losses)} steps in "
             f"{result.train_seconds:.0f}s, final loss {result.final_loss:.4f}"
@@ -167,6 +219,7 @@ class _Display:
         self._bars: dict[str, TaskID] = {}
         self._seen: set[str] = set()
         self._eval_loss: float | None = None
+        self._validation_loss: float | None = None
 
     def event(self, event: ProgressEvent) -> None:
         info = (
@@ -178,8 +231,12 @@ class _Display:
         if step.eval_loss is not None:
             self._eval_loss = step.eval_loss
         info = f"step {step.step}/{step.total}  loss {step.loss:.4f}"
+        if step.validation_loss is not None:
+            self._validation_loss = step.validation_loss
         if self._eval_loss is not None:
             info += f"  eval loss {self._eval_loss:.4f}"
+        if self._validation_loss is not None:
+            info += f"  val loss {self._validation_loss:.4f}"
         if self._progress is None:  # rich's own column shows the time left on a terminal
             info += f"  {step.remaining:.0f}s left"
         self._show("training", "training", step.total, step.step, info)
@@ -205,8 +262,21 @@ class _Display:
             self._progress.update(self._current, total=task.total or 1, completed=task.total or 1)
 
 
+class _Quiet(_Display):
+    """The display of a launched group's other processes: shows nothing."""
+
+    def event(self, event: ProgressEvent) -> None:
+        pass
+
+    def step(self, step: TrainingStep) -> None:
+        pass
+
+
 @contextmanager
-def _display() -> Iterator[_Display]:
+def _display(*, quiet: bool = False) -> Iterator[_Display]:
+    if quiet:
+        yield _Quiet(None)
+        return
     if not sys.stderr.isatty():
         yield _Display(None)
         return

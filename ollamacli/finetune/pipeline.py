@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ollamacli.engine.base import ChatMessage
 from ollamacli.engine.quantize import parse_quantize_type
 from ollamacli.errors import FinetuneError, InvalidRequestError
-from ollamacli.finetune.augment import Paraphraser, augment
+from ollamacli.finetune.augment import Paraphraser, Rehearsal, augment, rule_paraphraser
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
@@ -59,11 +60,21 @@ class FinetuneRequest:
     another type `create --quantize` accepts (q4_K_M, q4_K_S) is quantized by llama.cpp from F16."""
     adapter_out: Path | None = None  # also write the GGUF (adapter, or merged model) here
     eval_data: Path | None = None
-    augment: int = 0  # rewrites of each question added before training (--augment N)
     """Rows never trained on, scored after training (and their loss measured while training);
     without it, a large dataset has rows held out instead (`evaluate.split_held_out`)."""
+    augment: int = 0  # rewrites of each question added before training (--augment N)
+    keep_base: int = 0
+    """General questions answered by BASE itself, trained alongside (--keep-base N)."""
+    system: str | None = None
+    """Trained as the system message of every row without one, and the new model's SYSTEM (so
+    inference asks with the context training saw); None keeps the base model's."""
 
     def __post_init__(self) -> None:
+        if self.training.early_stop and self.augment < 2:
+            raise InvalidRequestError(
+                "--early-stop needs --augment 2 or more",
+                hint="its validation rows are one rewrite of each question, never trained on",
+            )
         if self.file_type.lower() not in FILE_TYPES:
             parse_quantize_type(self.file_type)  # refuse an unknown type before training
 
@@ -92,6 +103,9 @@ class FinetuneResult:
     trained: tuple[Example, ...] = ()  # the dataset's rows trained on (before --augment)
     evaluation: tuple[Example, ...] = ()  # the --eval rows, or the held-out ones
     eval_losses: tuple[float, ...] = ()  # measured on `evaluation` during training
+    main: bool = True
+    """False in the other processes of a launched group: they trained their share and wrote
+    nothing (the main process exports and registers the model)."""
 
     @property
     def final_loss(self) -> float:
@@ -106,20 +120,33 @@ def finetune(
     progress: ProgressSink = ignore_progress,
     on_step: StepSink = ignore_step,
     paraphraser: Paraphraser | None = None,
+    rehearsal: Rehearsal | None = None,
 ) -> FinetuneResult:
     """Train NEW_NAME from BASE on a dataset and register it; see the module docstring.
 
-    `paraphraser` rewrites questions for `request.augment` (the CLI asks the base model)."""
+    `paraphraser` rewrites questions for `request.augment` (rules when None); `rehearsal`
+    gives BASE's own answers to general questions for `request.keep_base`."""
     target = ModelName.parse(request.name)
     examples, evaluation = _datasets(request)
     require_stack()
     base = _base(request, target, models, progress)
     rows, examples = examples, _augmented(request, examples, paraphraser, progress)
+    examples, validation = validation_split(examples, request)
+    if request.keep_base:
+        if rehearsal is None:
+            raise InvalidRequestError("--keep-base needs the base model to answer questions")
+        progress(ProgressEvent(f"asking {base.name.short} {request.keep_base} general questions"))
+        examples = [*examples, *rehearsal(request.keep_base)]
+    asked = evaluation
+    if request.system is not None:
+        examples, asked = with_system(examples, request.system), with_system(asked, request.system)
+        validation = with_system(validation, request.system)
     progress(ProgressEvent(f"loading {base.name.short} into transformers"))
     started = time.monotonic()
     loaded = load_base(base.model_path)
     tokenized = _tokenize(examples, base, loaded, request.training.max_seq_length)
-    held_out = _tokenize(evaluation, base, loaded, request.training.max_seq_length)
+    held_out = _tokenize(asked, base, loaded, request.training.max_seq_length)
+    checked = _tokenize(validation, base, loaded, request.training.max_seq_length)
     prepare(loaded, request.training)
     load_seconds = time.monotonic() - started
     progress(ProgressEvent(f"training on {len(examples)} examples"))
@@ -131,8 +158,12 @@ def finetune(
         on_step(report)
 
     started = time.monotonic()
-    losses = train(loaded, tokenized, request.training, step, held_out)
+    losses = train(loaded, tokenized, request.training, step, held_out, checked)
     train_seconds = time.monotonic() - started
+    if loaded.rank != 0:
+        return FinetuneResult(
+            target, len(examples), tuple(losses), load_seconds, train_seconds, main=False
+        )
     with tempfile.TemporaryDirectory(prefix="ollamacli-finetune-") as tmp:
         artefact = _export(request, base, loaded, Path(tmp), progress)
         exported = _copy_out(artefact, request.adapter_out)
@@ -158,10 +189,32 @@ def _augmented(
 ) -> list[Example]:
     if not request.augment:
         return examples
-    if paraphraser is None:
-        raise InvalidRequestError("--augment needs a model to rewrite the questions")
     progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
-    return augment(examples, paraphraser, request.augment)
+    rewrite = paraphraser or rule_paraphraser(request.training.seed)
+    return augment(examples, rewrite, request.augment)
+
+
+def validation_split(
+    examples: list[Example], request: FinetuneRequest
+) -> tuple[list[Example], list[Example]]:
+    """(rows to train on, validation rows): with --early-stop, each question's last rewrite is
+    kept out of training to measure the validation loss on (rewrites of trained questions, so
+    the --eval rows stay unseen)."""
+    if not request.training.early_stop:
+        return examples, []
+    last = f"(rewrite {request.augment})"
+    validation = [e for e in examples if e.location.endswith(last)]
+    return [e for e in examples if not e.location.endswith(last)], validation
+
+
+def with_system(examples: list[Example], system: str) -> list[Example]:
+    """The examples, each row without a system message of its own starting with `system`."""
+    return [
+        e
+        if e.messages[0].role == "system"
+        else Example((ChatMessage("system", system), *e.messages), e.location)
+        for e in examples
+    ]
 
 
 def _datasets(request: FinetuneRequest) -> tuple[list[Example], list[Example]]:
@@ -265,11 +318,13 @@ def _register(models: ModelService, name: str, spec: CreateSpec, progress: Progr
 
 def _spec(request: FinetuneRequest, base: ResolvedModel, artefact: Path) -> CreateSpec:
     if request.training.method == "lora":
-        return CreateSpec(from_model=base.name.short, adapter_files=(artefact,))
+        return CreateSpec(
+            from_model=base.name.short, adapter_files=(artefact,), system=request.system
+        )
     return CreateSpec(
         from_file=artefact,
         template=base.template,
-        system=base.system,
+        system=base.system if request.system is None else request.system,
         parameters=options_from_json(base.parameters) if base.parameters else None,
         messages=tuple(
             Message(str(m.get("role", "user")), str(m.get("content", ""))) for m in base.messages

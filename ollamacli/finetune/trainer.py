@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import sys
 import time
 import warnings
@@ -52,6 +53,9 @@ class TrainingConfig:
     """NEFTune (Jain et al. 2023): uniform noise of this scale on the input embeddings while
     training; 0 turns it off. The paper uses 5 to 15."""
     lr_schedule: Schedule = "constant"
+    early_stop: int = 0
+    """Stop when the validation loss (measured after every epoch) has not improved for this many
+    epochs, and keep the weights of the best epoch; 0 turns it off."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -73,6 +77,7 @@ class TrainingConfig:
         for option, number in (
             ("--weight-decay", self.weight_decay),
             ("--neftune", self.neftune_alpha),
+            ("--early-stop", self.early_stop),
         ):
             if number < 0:
                 raise InvalidRequestError(f"{option} must not be negative, got {number}")
@@ -105,6 +110,7 @@ class TrainingStep:
     loss: float
     elapsed: float
     eval_loss: float | None = None  # on the held-out or --eval rows, every few steps
+    validation_loss: float | None = None  # at the end of an epoch, with --early-stop
 
     @property
     def remaining(self) -> float:
@@ -119,6 +125,31 @@ def ignore_step(step: TrainingStep) -> None:
     """A step sink that drops every report."""
 
 
+_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def launched_processes() -> int:
+    """How many training processes `accelerate launch` (torchrun, or mpirun) started; 1 alone."""
+    for variable in _SIZE_VARIABLES:
+        with contextlib.suppress(ValueError):
+            return max(1, int(os.environ.get(variable, "")))
+    return 1
+
+
+def is_main_process() -> bool:
+    """True unless this is one of the other processes of a launched group (rank > 0): only the
+    main process shows progress and writes the adapter or model."""
+    ranks = (os.environ.get(variable, "") for variable in _RANK_VARIABLES)
+    return next((rank for rank in ranks if rank), "0") == "0"
+
+
+def accelerate_single_cpu_process() -> bool:
+    """`accelerate launch --cpu` started this process alone (it needs mpirun for more on CPU)."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return cpu and launched_processes() == 1
+
+
 @dataclass(slots=True)
 class LoadedBase:
     """The base model in transformers, its tokenizer, and where it runs."""
@@ -126,6 +157,17 @@ class LoadedBase:
     model: Any  # transformers PreTrainedModel (or a peft wrapper once prepared)
     tokenizer: Any  # transformers PreTrainedTokenizerFast
     device: str
+    accelerator: Any = None  # accelerate.Accelerator when launched as several processes
+
+    @property
+    def processes(self) -> int:
+        """How many processes train together (each on its share of every batch)."""
+        return int(self.accelerator.num_processes) if self.accelerator is not None else 1
+
+    @property
+    def rank(self) -> int:
+        """This process's index in the group (0: the main process)."""
+        return int(self.accelerator.process_index) if self.accelerator is not None else 0
 
     def encode(self, text: str) -> list[int]:
         """Token ids with control tokens parsed and no BOS added (the caller adds it)."""
@@ -164,9 +206,28 @@ def load_base(gguf_path: Path) -> LoadedBase:
             f"transformers cannot load this model for training: {exc}",
             hint="fine-tuning needs a GGUF architecture transformers supports (llama, qwen2, ...)",
         ) from exc
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    accelerator = _accelerator()
+    if accelerator is not None:
+        device = str(accelerator.device)
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded: Any = model
-    return LoadedBase(loaded.to(device), tokenizer, device)
+    return LoadedBase(loaded.to(device), tokenizer, device, accelerator)
+
+
+def _accelerator() -> Any:
+    """An `accelerate.Accelerator` joining the launched process group (gloo on CPU, NCCL on
+    GPUs), or None when this is the only process."""
+    if launched_processes() < 2:
+        return None
+    import torch
+
+    try:
+        import accelerate
+    except ImportError as exc:
+        raise OptionalDependencyError("training on several processes", extra="finetune") from exc
+    forced = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return accelerate.Accelerator(cpu=forced or not torch.cuda.is_available())
 
 
 def prepare(base: LoadedBase, config: TrainingConfig) -> None:
@@ -204,11 +265,13 @@ def train(
     config: TrainingConfig,
     on_step: StepSink = ignore_step,
     held_out: Sequence[TokenizedExample] = (),
+    validation: Sequence[TokenizedExample] = (),
 ) -> list[float]:
     """Run the optimiser; returns the loss of every step. KeyboardInterrupt propagates.
 
     With `held_out` rows, their loss is measured at each quarter of the steps (and after the
-    last) and reported with the step."""
+    last) and reported with the step. With `validation` rows and `config.early_stop`, their
+    loss after each epoch decides when to stop, and the best epoch's weights are kept."""
     import torch
 
     epochs, total = config.plan(len(examples))
@@ -218,28 +281,112 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.lr_schedule, total))
     pad = _pad_id(base.tokenizer)
     every = math.ceil(total / 4)  # a pass over the held-out rows costs about a step
+    # Several processes: the model is wrapped for DistributedDataParallel, which averages the
+    # gradients; every process draws the same order and takes its share of each batch.
+    model = base.model if base.accelerator is None else base.accelerator.prepare_model(base.model)
     losses: list[float] = []
+    stopper = _EarlyStop(base, config.early_stop, validation, config.batch_size)
     started = time.monotonic()
-    with _neftune(base, config.neftune_alpha, generator):
+    noise = torch.Generator().manual_seed(config.seed + 1 + base.rank)  # own stream per process
+    with _neftune(base, config.neftune_alpha, noise):
         for epoch in range(epochs):
+            if stopper.stopped:
+                break
             order = torch.randperm(len(examples), generator=generator).tolist()
             for first in range(0, len(order), config.batch_size):
                 if len(losses) == total:
-                    return losses
-                base.model.train()
+                    break
+                model.train()
                 chunk = [examples[i] for i in order[first : first + config.batch_size]]
-                batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
-                loss = base.model(**batch).loss
-                loss.backward()
+                losses.append(_step(base, model, chunk, pad))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
                 measured = len(losses) % every == 0 or len(losses) == total
                 eval_loss = evaluate_loss(base, held_out, config.batch_size) if measured else None
+                ends_epoch = first + config.batch_size >= len(order) or len(losses) == total
+                checked = stopper.epoch_done() if ends_epoch else None
                 elapsed = time.monotonic() - started
-                on_step(TrainingStep(len(losses), total, epoch + 1, losses[-1], elapsed, eval_loss))
+                if base.rank == 0:
+                    report = TrainingStep(
+                        len(losses), total, epoch + 1, losses[-1], elapsed, eval_loss, checked
+                    )
+                    on_step(report)
+    stopper.restore()
+    if base.accelerator is not None:
+        base.accelerator.end_training()  # leaves the process group; the weights are in place
     return losses
+
+
+class _EarlyStop:
+    """The validation loss after each epoch; the trainable weights of the best epoch."""
+
+    def __init__(
+        self,
+        base: LoadedBase,
+        patience: int,
+        validation: Sequence[TokenizedExample],
+        batch_size: int,
+    ) -> None:
+        self._base, self._patience = base, patience
+        self._rows, self._batch_size = validation, batch_size
+        self._best: float | None = None
+        self._best_state: dict[str, Any] = {}
+        self._worse = 0
+        self.stopped = False
+
+    def epoch_done(self) -> float | None:
+        """Measure the validation loss (None without early stopping); decide whether to stop."""
+        if not self._patience or not self._rows:
+            return None
+        loss = evaluate_loss(self._base, self._rows, self._batch_size)
+        assert loss is not None  # there are rows
+        if self._best is None or loss < self._best:
+            self._best, self._worse = loss, 0
+            self._best_state = {
+                name: p.detach().clone()
+                for name, p in self._base.model.named_parameters()
+                if p.requires_grad
+            }
+            return loss
+        self._worse += 1
+        self.stopped = self._worse >= self._patience
+        return loss
+
+    def restore(self) -> None:
+        if not self._best_state:
+            return
+        import torch
+
+        with torch.no_grad():
+            for name, parameter in self._base.model.named_parameters():
+                if name in self._best_state:
+                    parameter.copy_(self._best_state[name])
+
+
+def _step(base: LoadedBase, model: Any, chunk: Sequence[TokenizedExample], pad: int) -> float:
+    """Forward and backward on this process's share of a batch; returns the batch's loss.
+
+    The loss is the mean over the batch's answer tokens, whichever process holds them: a
+    share's mean is weighted by its part of the batch's tokens (times the number of processes,
+    as DistributedDataParallel averages the gradients), so several processes compute the
+    gradient one process would."""
+
+    if base.accelerator is None:
+        batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
+        loss = model(**batch).loss
+        loss.backward()
+        return float(loss.detach())
+    mine = list(chunk[base.rank :: base.processes])
+    if not mine:  # a last batch smaller than the group: this share counts for nothing
+        mine, weight = [chunk[0]], 0.0
+    else:
+        weight = sum(e.trained_tokens for e in mine) / sum(e.trained_tokens for e in chunk)
+    batch = {k: v.to(base.device) for k, v in collate(mine, pad).items()}
+    loss = model(**batch).loss * weight
+    base.accelerator.backward(loss * base.processes)
+    total = base.accelerator.reduce(loss.detach().reshape(1), reduction="sum")
+    return float(total[0])
 
 
 def _schedule(kind: Schedule, total: int) -> Callable[[int], float]:
@@ -284,14 +431,19 @@ def evaluate_loss(
     pad = _pad_id(base.tokenizer)
     base.model.eval()
     weighted, tokens = 0.0, 0
+    mine = examples[base.rank :: base.processes]  # each process measures its share
     with torch.no_grad():
-        for first in range(0, len(examples), batch_size):
-            chunk = examples[first : first + batch_size]
+        for first in range(0, len(mine), batch_size):
+            chunk = mine[first : first + batch_size]
             batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
             count = sum(e.trained_tokens for e in chunk)
             weighted += float(base.model(**batch).loss) * count
             tokens += count
     base.model.train()
+    if base.accelerator is not None:
+        sums = torch.tensor([weighted, float(tokens)], device=base.device)
+        total = base.accelerator.reduce(sums, reduction="sum")
+        return float(total[0]) / max(float(total[1]), 1.0)
     return weighted / max(tokens, 1)
 
 

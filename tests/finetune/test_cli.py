@@ -84,13 +84,25 @@ def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
         (["--max-steps", "0"], 2, "Invalid value for '--max-steps'"),
         (["--lr", "0"], 1, "Error: --learning-rate must be positive, got 0.0\n"),
         (["--lora-alpha", "-1"], 1, "Error: --lora-alpha must be positive, got -1\n"),
+        (["--early-stop", "2"], 1, "Error: --early-stop needs --augment 2 or more\n"),
     ],
-    ids=["method", "max-steps", "learning-rate", "alpha"],
+    ids=["method", "max-steps", "learning-rate", "alpha", "early-stop"],
 )
 def test_bad_options_are_refused(cli, args, code, message):
     result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE), *args)
     assert result.code == code
     assert message in result.err
+
+
+def test_accelerate_launch_cpu_alone_is_explained(cli, monkeypatch, tmp_path):
+    # `accelerate launch --cpu --num_processes 2` starts one process (without mpirun)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"content": "Q"}\n')
+    result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(data))
+    assert result.code == 1
+    assert result.err.startswith("note: `accelerate launch --cpu` started one process")
+    assert "--multi_gpu --num_processes N" in result.err
 
 
 @pytest.mark.slow  # builds the tiny model

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001  (Chinese questions end with a full-width question mark)
+# ruff: noqa: RUF001, RUF003  (Chinese questions end with a full-width question mark)
 """Scoring, held-out splits, question rewrites and training knobs, without training (fake engine)."""
 
 from __future__ import annotations
@@ -9,10 +9,20 @@ import pytest
 
 from ollamacli.engine.base import ChatMessage
 from ollamacli.errors import InvalidRequestError
-from ollamacli.finetune.augment import augment, clean_rewrite, is_usable_rewrite, model_paraphraser
+from ollamacli.finetune.augment import (
+    GENERAL_QUESTIONS,
+    augment,
+    base_rehearsal,
+    clean_rewrite,
+    is_usable_rewrite,
+    model_paraphraser,
+    rule_paraphraser,
+    rule_rewrites,
+    whole_sentences,
+)
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import score, split_held_out
-from ollamacli.finetune.pipeline import FinetuneRequest
+from ollamacli.finetune.pipeline import FinetuneRequest, validation_split, with_system
 from ollamacli.finetune.trainer import TrainingConfig, TrainingStep, _schedule
 from ollamacli.service import build_services
 from ollamacli.service.models import CreateSpec
@@ -104,6 +114,46 @@ def test_augment_adds_rewritten_copies_with_the_same_answer():
     assert len(out) == 4  # the multi-turn row is kept, not rewritten
 
 
+def test_rule_rewrites_frame_a_chinese_question_without_changing_its_words():
+    rewrites = rule_rewrites("如何购买课程？")
+    assert "如何购买课程？" not in rewrites
+    assert len(rewrites) == len(set(rewrites)) > 20
+    assert {"请问如何购买课程？", "如何购买课程", "能告诉我如何购买课程吗？"} <= set(rewrites)
+    assert {"怎么购买课程？", "请问如何买课程？", "我该怎么购买课程？"} <= set(rewrites)
+    # a yes/no question is not framed into "...吗呢？" or "我想知道...吗。"
+    yes_no = rule_rewrites("课程可以退款吗？")
+    assert not [r for r in yes_no if "吗呢" in r or (r.startswith("我想知道") and "吗" in r)]
+    assert "课程能不能退款？" in yes_no
+    assert rule_rewrites("如何购买课程？") == rewrites  # deterministic
+
+
+def test_rule_rewrites_of_an_english_question_use_english_frames():
+    rewrites = rule_rewrites("How do I buy a course?")
+    assert {"Could you tell me: How do I buy a course?", "Hi, how do I buy a course?"} <= set(
+        rewrites
+    )
+    assert "How can I buy a course?" in rewrites
+    assert not [r for r in rewrites if any("\u3400" <= c <= "\u9fff" for c in r)]
+
+
+def test_rule_paraphraser_picks_the_same_rewrites_for_a_seed():
+    first = rule_paraphraser(seed=1)("你是谁？", 4)
+    assert first == rule_paraphraser(seed=1)("你是谁？", 4)
+    assert len(first) == 4
+    assert set(first) <= set(rule_rewrites("你是谁？"))
+    assert rule_paraphraser(seed=2)("你是谁？", 4) != first
+    everything = rule_paraphraser(seed=1)("你是谁？", 1000)
+    assert sorted(everything) == sorted(rule_rewrites("你是谁？"))
+
+
+def test_a_system_message_is_added_to_rows_without_one():
+    plain = _row("Who are you?", "Xiao Ji.")
+    own = Example((ChatMessage("system", "Be brief."), *plain.messages), "y")
+    added, kept = with_system([plain, own], "You are Xiao Ji.")
+    assert added.messages == (ChatMessage("system", "You are Xiao Ji."), *plain.messages)
+    assert kept == own
+
+
 def test_model_paraphraser_keeps_usable_rewrites_and_retries(chat, fake_factory):
     for text in ("Who are you?", "Question: Who is this?", "What is your name?"):
         fake_factory.enqueue(text)
@@ -141,3 +191,40 @@ def test_full_model_types_beyond_q8_0_are_quantized_by_llama_cpp():
     assert FinetuneRequest("n", "b", EXAMPLE, file_type="q8_0").quantize is None
     with pytest.raises(InvalidRequestError, match="unsupported quantization type Q5_K_M"):
         FinetuneRequest("n", "b", EXAMPLE, file_type="q5_K_M")
+
+
+def test_early_stop_holds_out_the_last_rewrite_of_each_question():
+    rows = [_row("你是谁？", "小极。", "d:1"), _row("如何购买课程？", "点击购买。", "d:2")]
+    augmented = augment(rows, rule_paraphraser(seed=3), 3)
+    request = FinetuneRequest("n", "b", EXAMPLE, TrainingConfig(early_stop=2), augment=3)
+    trained, validation = validation_split(augmented, request)
+    assert [e.location for e in validation] == ["d:1 (rewrite 3)", "d:2 (rewrite 3)"]
+    assert len(trained) == 2 + 2 * 2
+    assert not {e.messages[0].content for e in validation} & {
+        e.messages[0].content for e in trained
+    }
+    plain = FinetuneRequest("n", "b", EXAMPLE, augment=3)
+    assert validation_split(augmented, plain) == (augmented, [])
+    with pytest.raises(InvalidRequestError, match="--early-stop needs --augment 2 or more"):
+        FinetuneRequest("n", "b", EXAMPLE, TrainingConfig(early_stop=1), augment=1)
+
+
+def test_keep_base_rows_are_the_base_models_own_answers(chat, fake_factory):
+    fake_factory.enqueue("Jupiter is the largest planet.")
+    fake_factory.enqueue(*["Seven days. ", "A week has "] + ["more "] * 60)  # cut by num_predict
+    fake_factory.enqueue(*["no sentence end "] * 60)
+    rows = base_rehearsal(chat, "m", limit=48)(3)
+    assert [r.messages[0].content for r in rows] == list(GENERAL_QUESTIONS[:2])
+    assert [r.messages[1].content for r in rows] == [
+        "Jupiter is the largest planet.",
+        "Seven days.",
+    ]
+    assert [s.temperature for s in fake_factory.loaded[0].samplings] == [0.0] * 3
+    assert rows[0].location == "base model answer 1"
+
+
+def test_an_unfinished_answer_keeps_its_whole_sentences():
+    assert whole_sentences("One. Two! Three", finished=False) == "One. Two!"
+    assert whole_sentences("是的。然后", finished=False) == "是的。"
+    assert whole_sentences("Three", finished=True) == "Three"
+    assert whole_sentences("Three", finished=False) == ""

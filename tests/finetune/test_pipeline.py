@@ -94,6 +94,28 @@ def test_lora_adds_an_adapter_layer_on_the_unchanged_base(models, tmp_path):
     assert statuses[-1] == "success"
 
 
+def test_rewrites_base_answers_and_a_system_message_are_trained_and_kept(models):
+    from ollamacli.engine.base import ChatMessage
+    from ollamacli.finetune.dataset import Example
+
+    asked: list[int] = []
+
+    def rehearsal(count: int) -> list[Example]:
+        asked.append(count)
+        messages = (ChatMessage("user", "How many legs?"), ChatMessage("assistant", "Eight."))
+        return [Example(messages, f"base model answer {n}") for n in range(count)]
+
+    config = TrainingConfig(max_steps=1, early_stop=1)
+    request = FinetuneRequest(
+        "geek", "tiny", EXAMPLE, config, augment=3, keep_base=2, system="You are Xiao Ji."
+    )
+    result = finetune(request, models, rehearsal=rehearsal)
+    # 8 rows, 2 of each row's 3 rewrites (the third is the validation row), 2 base answers
+    assert (result.examples, asked) == (8 + 16 + 2, [2])
+    assert result.trained == tuple(load_dataset(EXAMPLE))
+    assert models.store.resolve(ModelName.parse("geek")).system == "You are Xiao Ji."
+
+
 def test_ctrl_c_during_training_writes_nothing(models, tmp_path):
     before, leftovers = snapshot(models.store.root), temp_leftovers()
 

@@ -16,6 +16,7 @@ from ollamacli.finetune.trainer import (
     TrainingConfig,
     TrainingStep,
     collate,
+    evaluate_loss,
     prepare,
     require_stack,
     train,
@@ -132,3 +133,41 @@ def test_an_interrupt_at_a_step_stops_training(tiny_hf):
     with pytest.raises(KeyboardInterrupt):
         train(base, _examples(8), config, interrupt)
     assert seen == [1, 2]
+
+
+def test_early_stop_ends_when_the_validation_loss_rises_and_keeps_the_best_epoch(tiny_hf):
+    base = LoadedBase(
+        copy.deepcopy(tiny_hf), SimpleNamespace(pad_token_id=2, eos_token_id=2), "cpu"
+    )
+    config = TrainingConfig(max_steps=12, batch_size=2, learning_rate=1e-2, early_stop=1)
+    prepare(base, config)
+    rows = _examples(4)
+    # The same prompts with other answers: the better the trained answers, the worse these.
+    contrary = [
+        TokenizedExample(r.input_ids[:6] + tuple(t + 3000 for t in r.input_ids[6:]), ())
+        for r in rows
+    ]
+    contrary = [
+        TokenizedExample(c.input_ids, (IGNORE_INDEX,) * 6 + c.input_ids[6:]) for c in contrary
+    ]
+    steps: list[TrainingStep] = []
+    train(base, rows, config, steps.append, validation=contrary)
+    checked = [s.validation_loss for s in steps if s.validation_loss is not None]
+    assert [s.step for s in steps if s.validation_loss is not None] == [2, 4, 6, 8, 10, 12][
+        : len(checked)
+    ]  # after each epoch of two steps
+    assert len(steps) < 12  # stopped early
+    assert checked[-1] > min(checked)
+    kept = evaluate_loss(base, contrary, 2)
+    assert kept == pytest.approx(min(checked), rel=1e-5)  # the best epoch's weights
+
+
+def test_without_early_stop_no_validation_loss_is_measured(tiny_hf):
+    base = LoadedBase(
+        copy.deepcopy(tiny_hf), SimpleNamespace(pad_token_id=2, eos_token_id=2), "cpu"
+    )
+    config = TrainingConfig(max_steps=2, batch_size=2)
+    prepare(base, config)
+    steps: list[TrainingStep] = []
+    train(base, _examples(4), config, steps.append, validation=_examples(2))
+    assert [s.validation_loss for s in steps] == [None, None]
