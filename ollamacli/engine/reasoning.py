@@ -10,7 +10,8 @@ Ollama's newest families name a built-in renderer and parser (model/renderers/,
 model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollama's renderer
 where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
 olmo3-32b-think, qwen3.5, qwen3-coder), else with the GGUF's own Jinja template (which already reads
-`enable_thinking` and friends); a known PARSER picks the output reader of its family; any
+`enable_thinking` and friends); a known PARSER picks the output reader of its family (and, for
+qwen3-coder, qwen3.5, deepseek3 and cogito, the tool-call reader of engine/familycalls.py); any
 other name is refused when the model is created or pulled.
 """
 
@@ -32,6 +33,7 @@ class ThinkingStyle:
     kind: ReaderKind
     opening: str = "<think>"
     closing: str = "</think>"
+    breaks: tuple[str, ...] = ()  # tags that end the trace too (Qwen 3.5's `<tool_call>`)
 
 
 TAGS = ThinkingStyle("tags")
@@ -40,7 +42,7 @@ HARMONY = ThinkingStyle("harmony")
 PARSERS: dict[str, ThinkingStyle | None] = {
     "qwen3": None,  # Qwen 3 instruct: no trace
     "qwen3-thinking": TAGS,
-    "qwen3.5": TAGS,
+    "qwen3.5": ThinkingStyle("tags", breaks=("<tool_call>",)),
     "qwen3-coder": None,
     "qwen3-vl-instruct": None,
     "qwen3-vl-thinking": TAGS,
@@ -121,9 +123,8 @@ def output_reader(style: ThinkingStyle, prompt: str, names: tuple[str, ...] = ()
         from ollamacli.engine.harmony import HarmonyReader
 
         return HarmonyReader(names, prompt)
-    return TagThinkingParser(
-        style.opening, style.closing, opened=prompt_opens(prompt, style.opening)
-    )
+    opened = prompt_opens(prompt, style.opening)
+    return TagThinkingParser(style.opening, style.closing, opened=opened, breaks=style.breaks)
 
 
 BLANKS_AFTER_TRACE = "[ \\t\\r\\n]{0,4}"

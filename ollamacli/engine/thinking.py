@@ -10,7 +10,8 @@ writes `<think>` and `</think>` (server/images.go chatTemplateHasThinkingSupport
 blanks before the opening tag are skipped, blanks right after either tag are eaten, a tag
 split over several pieces is held back until it is whole, and output that does not open with
 the tag is content. Templates that already open the tag in the prompt (Qwen 3, DeepSeek R1)
-start the parser inside the trace. Unlike Ollama, a trace with no closing tag at the end is
+start the parser inside the trace; for Qwen 3.5 a `<tool_call>` also ends it (`breaks`), as
+that model may skip the closing tag before a call. Unlike Ollama, a trace with no closing tag at the end is
 flushed as thinking (a held partial tag included), never lost.
 """
 
@@ -80,10 +81,16 @@ class TagThinkingParser:
     """Splits streamed output into thinking (between the tags) and content."""
 
     def __init__(
-        self, opening: str = "<think>", closing: str = "</think>", *, opened: bool = False
+        self,
+        opening: str = "<think>",
+        closing: str = "</think>",
+        *,
+        opened: bool = False,
+        breaks: tuple[str, ...] = (),
     ) -> None:
         self.opening = opening
         self.closing = closing
+        self.breaks = breaks  # tags that also end the trace, and begin the answer
         self.state: _State = "eat_open" if opened else "looking"
         self._held = ""
 
@@ -151,7 +158,11 @@ class TagThinkingParser:
             self.state = "done" if self._held else "eat_close"
             answer, self._held = self._held, ""
             return thinking, answer, False
-        keep = _overlap(held, self.closing)
+        starts = [i for i in (held.find(tag) for tag in self.breaks) if i >= 0]
+        if starts:  # the model went on to a tool call without closing the trace
+            self.state, self._held = "done", ""
+            return held[: min(starts)].rstrip(), held[min(starts) :], False
+        keep = max(_overlap(held, tag) for tag in (self.closing, *self.breaks))
         self._held = held[len(held) - keep :]
         return held[: len(held) - keep], "", False
 

@@ -232,6 +232,10 @@ class ToolCallStream:
                 return ""
         return self._release()
 
+    def feed(self, text: str) -> ToolOutput:
+        """`push` in the shape of the other call readers (calls come only at the end)."""
+        return ToolOutput(self.push(text))
+
     def _release(self) -> str:
         held = self._held
         starts = [i for i in (held.find(m) for m in self._markers) if i >= 0]

@@ -292,9 +292,10 @@ class OpenAIRendering(ChatRendering):
         if reasoning:
             message["reasoning"] = reasoning  # Ollama's field for the trace
         if calls:
+            first = max(0, self.folder.call_count - len(calls))  # calls streamed before these
             message["tool_calls"] = [
                 {
-                    **({"index": i} if chunk else {}),
+                    **({"index": first + i} if chunk else {}),
                     "id": call_id(call),
                     "type": "function",
                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)},

@@ -47,10 +47,11 @@ def rfc3339_from_epoch(seconds: float) -> str:
     return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
 
 
-def tool_calls_json(calls: Iterable[ToolCall]) -> list[dict[str, object]]:
-    """Ollama's `tool_calls`: `[{"function": {"index", "name", "arguments"}}]`."""
+def tool_calls_json(calls: Iterable[ToolCall], first: int = 0) -> list[dict[str, object]]:
+    """Ollama's `tool_calls`: `[{"function": {"index", "name", "arguments"}}]` (`first`: the
+    index of the first, when earlier calls of the answer were streamed already)."""
     rendered: list[dict[str, object]] = []
-    for index, call in enumerate(calls):
+    for index, call in enumerate(calls, start=first):
         item: dict[str, object] = {
             "function": {"index": index, "name": call.name, "arguments": call.arguments}
         }
@@ -91,7 +92,7 @@ class OllamaRendering(ChatRendering):
         self.with_context = with_context
 
     def _base(
-        self, text: str, calls: tuple[ToolCall, ...] = (), thinking: str = ""
+        self, text: str, calls: tuple[ToolCall, ...] = (), thinking: str = "", first: int = 0
     ) -> dict[str, object]:
         data: dict[str, object] = {"model": self.model, "created_at": rfc3339()}
         if self.chat:
@@ -99,7 +100,7 @@ class OllamaRendering(ChatRendering):
             if thinking:
                 message["thinking"] = thinking
             if calls:
-                message["tool_calls"] = tool_calls_json(calls)
+                message["tool_calls"] = tool_calls_json(calls, first)
             data["message"] = message
         else:
             data["response"] = text
@@ -113,7 +114,8 @@ class OllamaRendering(ChatRendering):
         if isinstance(event, ChatDone):
             return self.final(event, "")
         if isinstance(event, ToolCallsChunk):
-            data = self._base("", event.calls)
+            first = max(0, self.folder.call_count - len(event.calls))  # calls streamed before
+            data = self._base("", event.calls, first=first)
         elif not event.text and not event.logprobs:
             return None
         elif isinstance(event, TextChunk):

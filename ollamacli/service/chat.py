@@ -35,6 +35,7 @@ from ollamacli.engine.base import (
     TextChunk,
     TokenLogprob,
 )
+from ollamacli.engine.familycalls import DEEPSEEK_PARSERS, CallStream, call_stream
 from ollamacli.engine.harmony import forced_call_grammar as harmony_call_grammar
 from ollamacli.engine.harmony import shown_tools
 from ollamacli.engine.options import load_config, sampling_config
@@ -54,7 +55,6 @@ from ollamacli.engine.thinking import (
     strip_thinking,
     think_enabled,
 )
-from ollamacli.engine.toolparse import ToolCallStream
 from ollamacli.engine.tools import ToolChoice, ToolPlan, tool_names
 from ollamacli.errors import InvalidRequestError, TemplateError
 from ollamacli.names import ModelName
@@ -136,6 +136,7 @@ class _Reasoning:
 
     style: ThinkingStyle | None
     think: ThinkValue
+    parser: str | None = None  # the model's PARSER name, if its config has one
 
     def reader(self, prompt: _Prompt, names: tuple[str, ...] = ()) -> OutputReader | None:
         if self.style is None:
@@ -261,7 +262,7 @@ class ChatService:
             if grammar is not None:
                 sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
-            splitter = tools.splitter(template.source)
+            splitter = _call_splitter(reasoning, tools, template)
             reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools))
             yield from self._stream(lease, prompt, sampling, started, cancel, (reader, splitter))
 
@@ -303,15 +304,14 @@ class ChatService:
         think: ThinkValue,
     ) -> _Reasoning:
         """The model's trace format; asking a model without one to think is Ollama's 400."""
-        parser = resolved.config.get("parser")
-        style = thinking_style(
-            template.source, template.kind, parser if isinstance(parser, str) else None
-        )
+        named = resolved.config.get("parser")
+        parser = named if isinstance(named, str) and named else None
+        style = thinking_style(template.source, template.kind, parser)
         if style is None and think_enabled(think):
             raise InvalidRequestError(f'"{model}" does not support thinking')
         if style is not None and style.kind == "harmony" and think == "max":
             think = "high"  # harmony's Reasoning knows low, medium and high (as Ollama)
-        return _Reasoning(style, think)
+        return _Reasoning(style, think, parser)
 
     def _generate_prompt(
         self,
@@ -364,7 +364,7 @@ class ChatService:
         sampling: SamplingConfig,
         started: int,
         cancel: CancelToken | None = None,
-        readers: tuple[_TraceReader | None, ToolCallStream | None] = (None, None),
+        readers: tuple[_TraceReader | None, CallStream | None] = (None, None),
     ) -> Iterator[ChatEvent]:
         """The engine's output as events: the trace apart (`readers[0]`), then tool calls
         split out of the answer (`readers[1]`), then the statistics."""
@@ -451,9 +451,24 @@ def _with_logprobs(sampling: SamplingConfig, logprobs: bool, top: int) -> Sampli
     return dataclasses.replace(sampling, logprobs=True, top_logprobs=max(0, min(top, 20)))
 
 
+def _call_splitter(
+    reasoning: _Reasoning, tools: ToolPlan, template: ChatTemplate
+) -> CallStream | None:
+    """The reader of tool calls in the answer: the family's own where the model's PARSER
+    names one (engine/familycalls.py, whether or not tools were offered, as Ollama), else the
+    one for the template's call syntax when tools are offered, or when `tool_choice` forces a
+    call (the grammar writes it in that syntax)."""
+    if tools.choice.mode == "auto":
+        family = call_stream(reasoning.parser, tools.tools)
+        if family is not None:
+            return family
+    return tools.splitter(template.source)
+
+
 def _with_special(sampling: SamplingConfig, reasoning: _Reasoning) -> SamplingConfig:
-    """Harmony's channel markers are control tokens: the engine must print them."""
-    if reasoning.harmony:
+    """Harmony's channel markers and DeepSeek's tool-call markers are control tokens: the
+    engine must print them (Ollama keeps them as its parsers' preserved tokens)."""
+    if reasoning.harmony or reasoning.parser in DEEPSEEK_PARSERS:
         return dataclasses.replace(sampling, special_tokens=True)
     return sampling
 
@@ -497,7 +512,7 @@ class _TraceReader:
 def _answer_events(
     text: str | None,
     reader: _TraceReader | None,
-    splitter: ToolCallStream | None,
+    splitter: CallStream | None,
     logprobs: tuple[TokenLogprob, ...] = (),
 ) -> Iterator[ChatEvent]:
     """Events for a piece of output (None: the end): thinking, then answer text with tool
@@ -509,13 +524,14 @@ def _answer_events(
     events: list[TextChunk | ThinkingChunk | ToolCallsChunk] = []
     if split.thinking:
         events.append(ThinkingChunk(split.thinking))
-    content = split.content
+    content, calls = split.content, split.calls
     if splitter is not None and content:
-        content = splitter.push(content)
+        found = splitter.feed(content)
+        content, calls = found.content, (*calls, *found.calls)
     if content:
         events.append(TextChunk(content))
-    if split.calls:
-        events.append(ToolCallsChunk(split.calls))
+    if calls:
+        events.append(ToolCallsChunk(calls))
     if logprobs:
         if events:
             events[0] = dataclasses.replace(events[0], logprobs=logprobs)
@@ -524,7 +540,7 @@ def _answer_events(
     yield from events
 
 
-def _split_rest(splitter: ToolCallStream) -> Iterator[ChatEvent]:
+def _split_rest(splitter: CallStream) -> Iterator[ChatEvent]:
     """What the tool-call splitter still held: content, then the calls it parsed."""
     rest = splitter.finish()
     if rest.content:

@@ -98,6 +98,11 @@ class ReplyFolder:
         """The trace so far."""
         return "".join(self._thinking)
 
+    @property
+    def call_count(self) -> int:
+        """The tool calls so far (a streamed call's index counts from the first call)."""
+        return len(self._calls)
+
     def reply(self) -> ChatReply:
         """The reply so far (ended with "stop" if the final event has not come)."""
         done = self._done or ChatDone(done_reason="stop")
