@@ -122,3 +122,40 @@ def test_deepseek_v31_call_markers_on_api_chat(
     }
     sampling = fake_factory.loaded[0].samplings[0]
     assert sampling.special_tokens  # the markers are control tokens: the engine prints them
+
+
+def test_qwen3_coder_calls_follow_text_and_tool_choice_none_leaves_them_content(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_model(live, tmp_path, "coder", "qwen3-coder", "qwen3-coder")
+    call = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
+    fake_factory.enqueue("Checking Paris.\n", call)
+    fake_factory.enqueue("Checking Paris.\n", call)
+    body = {"model": "coder", "messages": ASK, "tools": TOOLS}
+    with live.client() as client:
+        whole = client.post("/api/chat", json=body).json()
+        none = client.post("/v1/chat/completions", json={**body, "tool_choice": "none"}).json()
+    assert whole["message"]["content"] == "Checking Paris."
+    assert whole["message"]["tool_calls"] == [
+        {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
+    ]
+    assert "thinking" not in whole["message"]  # qwen3-coder has no trace
+    assert none["choices"][0]["message"]["content"] == "Checking Paris.\n" + call
+
+
+def test_cogito_calls_stream_on_api_chat(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    add_model(live, tmp_path, "cogito", "cogito", "cogito")
+    fake_factory.enqueue(
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n",
+        '```json\n{"city": "Paris"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+    )
+    body = {"model": "cogito", "messages": ASK, "tools": [WEATHER_TOOL], "think": False}
+    with live.client() as client:
+        streamed = ndjson_lines(client.post("/api/chat", json={**body, "stream": True}))
+    assert [line["message"].get("tool_calls") for line in streamed] == [
+        [{"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}],
+        None,
+    ]
+    assert all(line["message"]["content"] == "" for line in streamed)
