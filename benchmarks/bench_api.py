@@ -118,10 +118,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(home: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    home: Path, threads: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `ollamacli serve` with the bundled model pulled; (process, base URL)."""
     port = free_port()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "OLLAMA_HOST": f"127.0.0.1:{port}",
         "OLLAMACLI_HOME": str(home),
         "OLLAMA_MODELS": str(home / "models"),

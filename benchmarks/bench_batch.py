@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.bench_api import bundled_model, free_port, percentile
+from benchmarks.bench_api import bundled_model, free_port, percentile, start_server
 
 SLOT_CTX = 2048  # tokens of context per sequence, both servers
 QUESTION = "Write a long story about a dragon who learns to cook. Story number {n}."
@@ -88,28 +87,7 @@ def wait_ready(url: str, path: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def start_ours(home: Path, threads: int, parallel: int) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OLLAMA_HOST": f"127.0.0.1:{port}",
-        "OLLAMACLI_HOME": str(home),
-        "OLLAMA_MODELS": str(home / "models"),
-        "OLLAMACLI_NUM_THREAD": str(threads),
-        "OLLAMA_NUM_PARALLEL": str(parallel),
-        "OLLAMA_KEEP_ALIVE": "-1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ollamacli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, "/", process)
-    pulled = httpx.post(
-        f"{url}/api/pull", json={"model": "smollm2:135m"}, timeout=600, trust_env=False
-    )
-    pulled.raise_for_status()
+    process, url = start_server(home, threads, {"OLLAMA_NUM_PARALLEL": str(parallel)})
     return Server("ollamacli", process, url, "smollm2:135m", {"options": {"num_ctx": SLOT_CTX}})
 
 
