@@ -314,8 +314,25 @@ def train(
                     on_step(report)
     stopper.restore()
     if base.accelerator is not None:
-        base.accelerator.end_training()  # leaves the process group; the weights are in place
+        _leave_group(base.accelerator)
+        del model  # the DistributedDataParallel wrapper goes once the group's workers are idle
     return losses
+
+
+def _leave_group(accelerator: Any) -> None:
+    """Leave the process group without deadlocking at its destruction.
+
+    A gloo worker thread destroys a finished collective's work after waking its caller, and
+    that frees the Python-owned tensors in it, which needs the GIL. Destroying the group (when
+    the wrapped model goes) joins those threads while holding the GIL: if a worker has not yet
+    let go of its last work, both wait for ever (seen as a hang after training, about one run in
+    ten). A barrier (waited with the GIL released) and a short sleep let the workers finish
+    first; only then is the group destroyed."""
+    import torch.distributed
+
+    torch.distributed.barrier()
+    time.sleep(0.25)  # releases the GIL to a worker still freeing its last work
+    accelerator.end_training()  # leaves the process group; the weights are in place
 
 
 class _EarlyStop:

@@ -18,7 +18,7 @@ from ollamacli.names import ModelName
 from ollamacli.store import Store
 
 # Two processes each load the tiny model (SmolLM2's tokenizer converted): ~30 s on idle cores.
-pytestmark = [pytest.mark.finetune, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.finetune, pytest.mark.slow, pytest.mark.timeout(420)]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "finetune" / "geektime.jsonl"
@@ -57,7 +57,7 @@ def test_two_processes_train_as_one_and_only_the_main_one_writes(cli, tiny, tmp_
         "-m", "ollamacli", "finetune", "two", *common, "--adapter-out", str(tmp_path / "two.gguf"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=800, check=False)
+    run = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
 
     # One report, from the main process: one "created" line, each step shown once.
