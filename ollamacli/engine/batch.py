@@ -13,7 +13,8 @@ Invariants (read before changing anything here):
 - **Admission.** Waiting jobs are admitted first come, first served while a slot is free. A job
   takes the free slot whose cached tokens share the longest prefix with its prompt. When another
   slot (free or busy) holds a longer prefix of the prompt, those cells are shared into the new
-  sequence (`seq_cp`, nothing is evaluated again); when a slot that is still reading its prompt
+  sequence (`NativeContext.share`: a copy of the source's KV stream, cut to the prefix; nothing
+  is evaluated again); when a slot that is still reading its prompt
   will hold a much longer common prefix, the new job waits for it instead of evaluating the same
   tokens side by side (agents send one long system prompt with every request). The last prompt
   token is always evaluated again: its logits choose the first answer token.
@@ -287,34 +288,46 @@ class BatchLoop:
 
     def _fill_batch(self) -> tuple[list[tuple[Job, int]], list[Job]]:
         """Next tokens of generating jobs, then prompt chunks; (jobs with logits and their
-        batch index, every job in the batch)."""
+        batch index, every job in the batch).
+
+        Room goes to generating jobs first, then to prompts oldest first; the entries are laid
+        out in sequence order, as llama.cpp splits a batch over per-sequence streams into
+        micro-batches of consecutive sequence ids."""
         batch = self._batch
         batch.clear()
+        chunks = self._prompt_chunks(batch.capacity)
         entries: list[tuple[Job, int]] = []
         members: list[Job] = []
-        prompts: list[Job] = []
         for slot in self._slots:
             job = slot.job
             if job is not None and job.state == "generating":
                 index = batch.add(job.next_token, len(slot.cached), slot.seq_id, logits=True)
                 entries.append((job, index))
                 members.append(job)
-            elif job is not None and job.state == "prompt":
-                prompts.append(job)
-        for job in sorted(prompts, key=lambda j: j.started):
-            room = batch.capacity - batch.size
+            elif job is not None and slot.seq_id in chunks:
+                size = chunks[slot.seq_id]
+                for position in range(job.fed, job.fed + size):
+                    index = batch.add(job.tokens[position], position, slot.seq_id, logits=False)
+                if job.fed + size == len(job.tokens):
+                    batch.want_logits(index)
+                    entries.append((job, index))
+                job.chunk = size
+                members.append(job)
+        return entries, members
+
+    def _prompt_chunks(self, capacity: int) -> dict[int, int]:
+        """Prompt tokens each reading sequence gets this step (by seq_id): the room left by the
+        generating jobs, oldest prompt first."""
+        jobs = [slot.job for slot in self._slots if slot.job is not None]
+        room = capacity - sum(job.state == "generating" for job in jobs)
+        chunks: dict[int, int] = {}
+        for job in sorted((j for j in jobs if j.state == "prompt"), key=lambda j: j.started):
             if room <= 0:
                 break
-            seq_id = _slot_of(job).seq_id
-            chunk = job.tokens[job.fed : job.fed + room]
-            for offset, token in enumerate(chunk):
-                index = batch.add(token, job.fed + offset, seq_id, logits=False)
-            if job.fed + len(chunk) == len(job.tokens):
-                batch.want_logits(index)
-                entries.append((job, index))
-            job.chunk = len(chunk)
-            members.append(job)
-        return entries, members
+            chunk = min(room, len(job.tokens) - job.fed)
+            chunks[_slot_of(job).seq_id] = chunk
+            room -= chunk
+        return chunks
 
     def _record_fed(self, members: list[Job]) -> None:
         """After a decode: the slots' caches hold what the batch carried."""

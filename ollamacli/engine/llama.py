@@ -151,6 +151,7 @@ class LlamaCppEngine:
                 n_batch=n_batch,
                 n_seq_max=parallel,
                 n_threads=threads,
+                per_sequence_cache=True,  # attention over a sequence's own cells only
             )
         )
         self._n_ctx = config.num_ctx

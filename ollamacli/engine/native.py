@@ -82,12 +82,17 @@ def check_bindings(lib: Any) -> None:
 class ContextParams:
     """How to build a context (llama.cpp's names)."""
 
-    n_ctx: int  # KV cells in all (n_seq_max sequences share them: the cache is unified)
+    n_ctx: int  # KV cells in all (n_ctx / n_seq_max each with `per_sequence_cache`)
     n_batch: int  # most tokens one `decode` takes
     n_seq_max: int  # sequences at once
     n_threads: int
     embeddings: bool = False
     mean_pooling: bool = False  # pool token embeddings by mean (models without pooling)
+    # True: each sequence has its own KV stream (llama.cpp's split cache, as `llama-server -np N`
+    # runs), so a token attends only its own sequence's cells, and sharing a prefix copies the
+    # source's stream. False: one unified cache (cells shared for free, but every token's
+    # attention spans the cells of all sequences).
+    per_sequence_cache: bool = False
 
 
 class NativeModel:
@@ -204,7 +209,8 @@ class NativeModel:
 
 
 class NativeContext:
-    """A llama.cpp context: a unified KV cache holding up to `n_seq_max` sequences."""
+    """A llama.cpp context: a KV cache holding up to `n_seq_max` sequences, unified or one
+    stream per sequence (`ContextParams.per_sequence_cache`)."""
 
     def __init__(self, lib: Any, model: NativeModel, params: ContextParams) -> None:
         self._lib = lib
@@ -218,7 +224,7 @@ class NativeContext:
         cparams.n_threads = params.n_threads
         cparams.n_threads_batch = params.n_threads
         cparams.embeddings = params.embeddings
-        cparams.kv_unified = True  # sequences share cells: seq_cp of a prefix copies nothing
+        cparams.kv_unified = not params.per_sequence_cache
         cparams.no_perf = True
         if params.mean_pooling:
             cparams.pooling_type = lib.LLAMA_POOLING_TYPE_MEAN
@@ -278,8 +284,17 @@ class NativeContext:
         return bool(self._lib.llama_memory_seq_rm(self._memory, seq_id, start, -1))
 
     def share(self, source: int, target: int, end: int) -> None:
-        """Let `target` use the cells of `source` at positions [0, end) (no data is copied)."""
-        self._lib.llama_memory_seq_cp(self._memory, source, target, 0, end)
+        """Give `target` (empty) the cells of `source` at positions [0, end).
+
+        In a unified cache the cells are marked as the target's too (nothing is copied). With a
+        stream per sequence, llama.cpp copies only whole streams (at the next decode, before the
+        batch is evaluated): the source's stream is copied and the target drops what lies past
+        `end`."""
+        if not self.params.per_sequence_cache:
+            self._lib.llama_memory_seq_cp(self._memory, source, target, 0, end)
+            return
+        self._lib.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+        self._lib.llama_memory_seq_rm(self._memory, target, end, -1)
 
     def clear(self) -> None:
         """Empty the KV cache."""

@@ -208,6 +208,34 @@ def test_a_shared_system_prompt_is_read_once(engine):
     assert later.prompt_eval_count < 40
 
 
+def test_a_shared_prefix_gives_the_answer_of_one_read_alone(engine, smollm2_path):
+    """The requests that share another sequence's prefix (a copy of its KV stream cut to the
+    prefix) compute what a lone model reading the whole prompt computes. The answer (the secret
+    code, 370 tokens back) depends on the start of the shared prefix: a prefix whose cells were
+    lost or mixed up gives other first tokens (measured: 3 of 4 changed)."""
+    filler = " ".join(f"Line {n}: the weather was calm and the road was long." for n in range(25))
+    prefix = f"Secret code: ZEBRA TULIP. {filler}\n"
+    tails = ["Again, the secret code:", "Once more, the secret code:", "Say the secret code:"]
+    tails.append("Recall. Secret code:")
+    sampling = SamplingConfig(temperature=0, num_predict=2, logprobs=True, top_logprobs=5)
+    lone_engine = LlamaCppFactory(parallel=1).load(LoadConfig(smollm2_path, num_ctx=512))
+    try:
+        alone = [answer(lone_engine, prefix + tail, sampling) for tail in tails]
+    finally:
+        lone_engine.close()
+    results = together([(prefix + tail, sampling) for tail in tails], engine)
+    shared = 0
+    for result, own in zip(results, alone, strict=True):
+        assert isinstance(result, tuple), result
+        text, logprobs, done = result
+        shared += done.prompt_eval_count < 20  # its own tail only
+        candidates = {top.token_id: top.logprob for top in logprobs[0].top}
+        first = own[1][0]
+        assert first.token_id in candidates, (text, own[0])
+        assert abs(candidates[first.token_id] - first.logprob) < CLOSE, (text, own[0])
+    assert shared >= 3  # one request read the prefix, the others took it from its sequence
+
+
 def test_closing_the_model_ends_running_requests_with_an_error(smollm2_path):
     loaded = LlamaCppFactory(parallel=2).load(LoadConfig(smollm2_path, num_ctx=256))
     sampling = SamplingConfig(temperature=0, num_predict=200, grammar=ENDLESS)
