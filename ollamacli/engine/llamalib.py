@@ -68,35 +68,77 @@ def close_devnull_at_exit(lib: Any) -> None:
             atexit.register(file.close)
 
 
+class RepeatPenalties:
+    """The repeat, frequency and presence penalties over the last `last_n` tokens, computed as
+    llama.cpp's penalties stage computes them (float32, the same order of operations), but on
+    the remembered tokens only: llama.cpp's stage looks every token of the vocabulary up in
+    its table, 0.14 ms per sampled token for SmolLM2's 49,152 tokens (measured here), where
+    this touches at most `last_n` logits."""
+
+    def __init__(self, last_n: int, repeat: float, frequency: float, presence: float) -> None:
+        self.last_n = last_n
+        self._repeat = np.float32(repeat)
+        self._frequency = np.float32(frequency)
+        self._presence = np.float32(presence)
+        self._recent: deque[int] = deque()
+        self._counts: dict[int, int] = {}
+
+    def accept(self, token: int) -> None:
+        """Remember a token (the oldest is forgotten past `last_n`)."""
+        if len(self._recent) == self.last_n:
+            oldest = self._recent.popleft()
+            left = self._counts[oldest] - 1
+            if left:
+                self._counts[oldest] = left
+            else:
+                del self._counts[oldest]
+        self._recent.append(token)
+        self._counts[token] = self._counts.get(token, 0) + 1
+
+    def apply(self, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        """Penalise the remembered tokens' logits in place."""
+        if not self._counts:
+            return
+        ids = np.fromiter(self._counts, dtype=np.intp, count=len(self._counts))
+        counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(self._counts))
+        values = logits[ids]
+        values = np.where(values <= 0, values * self._repeat, values / self._repeat)
+        logits[ids] = values - (counts * self._frequency + self._presence)
+
+
 class SamplerChain:
     """A llama.cpp sampler chain for one request, in llama.cpp's order:
     penalties, then top-k, typical, top-p, min-p, temperature and the random draw
     (or greedy at temperature 0, or mirostat).
 
-    A grammar is not a stage of the chain: checking every token of the vocabulary against it
-    costs seconds per token with schema grammars (bounded strings nest deeply). As
-    llama-server does (common/sampling.cpp), the chain picks a token first; only when the
-    grammar rejects it are the logits filtered by the grammar and the token drawn again."""
+    The penalties (`RepeatPenalties`) change the batch entry's logits in llama.cpp's buffer
+    before the chain runs on them. A grammar is not a stage of the chain: checking every token
+    of the vocabulary against it costs seconds per token with schema grammars (bounded strings
+    nest deeply). As llama-server does (common/sampling.cpp), the chain picks a token first;
+    only when the grammar rejects it are the logits filtered by the grammar and the token drawn
+    again."""
 
     def __init__(
         self, lib: Any, vocab: Any, n_vocab: int, sampling: SamplingConfig, n_ctx: int
     ) -> None:
         self._lib = lib
         self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        self._last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
-        self._penalised = self._last_n > 0 and (
+        last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
+        penalised = last_n > 0 and (
             sampling.repeat_penalty != 1.0
             or sampling.frequency_penalty != 0.0
             or sampling.presence_penalty != 0.0
         )
-        self._penalties = lib.llama_sampler_init_penalties(
-            n_vocab,
-            self._last_n,
-            sampling.repeat_penalty,
-            sampling.frequency_penalty,
-            sampling.presence_penalty,
+        self._penalties = (
+            RepeatPenalties(
+                last_n,
+                sampling.repeat_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+            )
+            if penalised
+            else None
         )
-        lib.llama_sampler_chain_add(self._chain, self._penalties)
         self._n_vocab = n_vocab
         self._grammar: Any = None
         try:
@@ -119,21 +161,28 @@ class SamplerChain:
 
     def accept_history(self, tokens: list[int]) -> None:
         """Let the repeat penalties see the end of the prompt, as llama-server does."""
-        if self._penalised:
-            for token in tokens[-self._last_n :]:
-                self._lib.llama_sampler_accept(self._penalties, token)
+        if self._penalties is not None:
+            for token in tokens[-self._penalties.last_n :]:
+                self._penalties.accept(token)
 
     def sample(self, ctx: Any, index: int = -1) -> int:
         """Pick the next token from the logits of batch entry `index` (and record it)."""
-        if self._grammar is None:
-            return int(self._lib.llama_sampler_sample(self._chain, ctx, index))
         lib = self._lib
+        if self._grammar is None and self._penalties is None:
+            return int(lib.llama_sampler_sample(self._chain, ctx, index))
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
-        token = self._draw(logits, grammar=False)
-        if not self._grammar_allows(token):
-            token = self._draw(logits, grammar=True)
-        lib.llama_sampler_accept(self._grammar, token)
-        lib.llama_sampler_accept(self._chain, token)
+        if self._penalties is not None:
+            self._penalties.apply(logits)
+        if self._grammar is None:
+            token = int(lib.llama_sampler_sample(self._chain, ctx, index))
+        else:
+            token = self._draw(logits, grammar=False)
+            if not self._grammar_allows(token):
+                token = self._draw(logits, grammar=True)
+            lib.llama_sampler_accept(self._grammar, token)
+            lib.llama_sampler_accept(self._chain, token)
+        if self._penalties is not None:
+            self._penalties.accept(token)
         return token
 
     def _draw(self, logits: np.ndarray[Any, Any], *, grammar: bool) -> int:
