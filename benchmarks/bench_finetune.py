@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
-        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-dropout P]
-        [--weight-decay W] [--neftune ALPHA] [--lr-schedule constant|linear|cosine]
+        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--batch-size B] [--lora-dropout P]
+        [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
         [--augment N] [--early-stop N] [--keep-base N] [--system TEXT] [--processes N]
 
 Runs in a private, temporary store. Prints the time to load the base into transformers, the
@@ -147,6 +147,8 @@ def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
         "--neftune", str(training.neftune_alpha), "--augment", str(request.augment),
         "--early-stop", str(training.early_stop), "--adapter-out", str(request.adapter_out),
         "--keep-base", str(request.keep_base),
+        "--label-smoothing", str(training.label_smoothing),
+        "--prompt-loss", str(training.prompt_loss),
     ]  # fmt: skip
     for option, value in (("--epochs", training.epochs), ("--max-steps", training.max_steps)):
         if value is not None:
@@ -193,12 +195,15 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lora-dropout", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--neftune", type=float, default=0.0)
     parser.add_argument(
         "--lr-schedule", choices=("constant", "linear", "cosine"), default="constant"
     )
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--prompt-loss", type=float, default=0.0)
     parser.add_argument("--augment", type=int, default=0)
     parser.add_argument("--early-stop", type=int, default=0)
     parser.add_argument("--keep-base", type=int, default=0, help="general rows answered by BASE")
@@ -223,10 +228,13 @@ def main() -> None:
         learning_rate=args.learning_rate,
         lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha,
+        batch_size=args.batch_size,
         lora_dropout=args.lora_dropout,
         weight_decay=args.weight_decay,
         neftune_alpha=args.neftune,
         lr_schedule=args.lr_schedule,
+        label_smoothing=args.label_smoothing,
+        prompt_loss=args.prompt_loss,
         early_stop=args.early_stop,
     )
     run(

@@ -112,6 +112,15 @@ def finetune(
     lr_schedule: Schedule = typer.Option(
         Schedule.constant, "--lr-schedule", help="Learning rate over the steps."
     ),
+    label_smoothing: float = typer.Option(
+        0.0, "--label-smoothing", help="Label smoothing of the answers' loss, in [0, 1)."
+    ),
+    prompt_loss: float = typer.Option(
+        0.0,
+        "--prompt-loss",
+        help="Also learn to predict the prompt (question, system message), its loss weighted "
+        "by this (0: answers only).",
+    ),
     early_stop: int = typer.Option(
         0,
         "--early-stop",
@@ -145,6 +154,8 @@ def finetune(
         weight_decay=weight_decay,
         neftune_alpha=neftune,
         lr_schedule=lr_schedule.value,
+        label_smoothing=label_smoothing,
+        prompt_loss=prompt_loss,
         early_stop=early_stop,
     )
     request = FinetuneRequest(

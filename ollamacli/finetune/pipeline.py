@@ -144,7 +144,13 @@ def finetune(
     progress(ProgressEvent(f"loading {base.name.short} into transformers"))
     started = time.monotonic()
     loaded = load_base(base.model_path)
-    tokenized = _tokenize(examples, base, loaded, request.training.max_seq_length)
+    tokenized = _tokenize(
+        examples,
+        base,
+        loaded,
+        request.training.max_seq_length,
+        prompt=request.training.prompt_loss > 0,
+    )
     held_out = _tokenize(asked, base, loaded, request.training.max_seq_length)
     checked = _tokenize(validation, base, loaded, request.training.max_seq_length)
     prepare(loaded, request.training)
@@ -257,10 +263,18 @@ def prompt_format(base: ResolvedModel, loaded: LoadedBase) -> PromptFormat:
 
 
 def _tokenize(
-    examples: list[Example], base: ResolvedModel, loaded: LoadedBase, max_length: int
+    examples: list[Example],
+    base: ResolvedModel,
+    loaded: LoadedBase,
+    max_length: int,
+    *,
+    prompt: bool = False,
 ) -> list[TokenizedExample]:
     fmt = prompt_format(base, loaded)
-    return [tokenize_example(e, fmt, loaded.encode, max_length=max_length) for e in examples]
+    return [
+        tokenize_example(e, fmt, loaded.encode, max_length=max_length, prompt=prompt)
+        for e in examples
+    ]
 
 
 def _export(

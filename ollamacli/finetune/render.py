@@ -103,6 +103,9 @@ class TokenizedExample:
 
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
+    prompt_labels: tuple[int, ...] = ()
+    """With `prompt=True`: the prompt's token ids where they are (IGNORE_INDEX on the answers'
+    and the first token), for a loss on the questions too; empty otherwise."""
 
     @property
     def trained_tokens(self) -> int:
@@ -111,16 +114,24 @@ class TokenizedExample:
 
 
 def tokenize_example(
-    example: Example, fmt: PromptFormat, encode: Encode, *, max_length: int
+    example: Example, fmt: PromptFormat, encode: Encode, *, max_length: int, prompt: bool = False
 ) -> TokenizedExample:
-    """Encode the pieces one by one (the prompt exactly as inference tokenizes it)."""
+    """Encode the pieces one by one (the prompt exactly as inference tokenizes it); with
+    `prompt`, also label the prompt's tokens (`prompt_labels`)."""
     ids: list[int] = [] if fmt.bos_id is None else [fmt.bos_id]
     labels: list[int] = [IGNORE_INDEX] * len(ids)
+    asked: list[int] = [IGNORE_INDEX] * len(ids)
     for text, trained in fmt.pieces(example):
         tokens = encode(text)
         ids += tokens
         labels += tokens if trained else [IGNORE_INDEX] * len(tokens)
-    result = TokenizedExample(tuple(ids[:max_length]), tuple(labels[:max_length]))
+        asked += [IGNORE_INDEX] * len(tokens) if trained else tokens
+    asked[:1] = [IGNORE_INDEX] * min(1, len(asked))  # nothing predicts the first token
+    result = TokenizedExample(
+        tuple(ids[:max_length]),
+        tuple(labels[:max_length]),
+        tuple(asked[:max_length]) if prompt else (),
+    )
     if result.trained_tokens == 0:
         raise DatasetError(
             f"no answer tokens left within --max-seq-length {max_length} "

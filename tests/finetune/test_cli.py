@@ -85,8 +85,10 @@ def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
         (["--lr", "0"], 1, "Error: --learning-rate must be positive, got 0.0\n"),
         (["--lora-alpha", "-1"], 1, "Error: --lora-alpha must be positive, got -1\n"),
         (["--early-stop", "2"], 1, "Error: --early-stop needs --augment 2 or more\n"),
+        (["--label-smoothing", "1"], 1, "Error: --label-smoothing must be in [0, 1), got 1.0\n"),
+        (["--prompt-loss", "-1"], 1, "Error: --prompt-loss must not be negative, got -1.0\n"),
     ],
-    ids=["method", "max-steps", "learning-rate", "alpha", "early-stop"],
+    ids=["method", "max-steps", "learning-rate", "alpha", "early-stop", "smoothing", "prompt"],
 )
 def test_bad_options_are_refused(cli, args, code, message):
     result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE), *args)

@@ -128,6 +128,22 @@ def test_tokenize_masks_the_prompt_and_adds_bos_when_the_model_does():
     assert result.trained_tokens == len("A<|im_end|>\n")
 
 
+def test_tokenize_labels_the_prompt_for_a_prompt_loss_only_when_asked():
+    fmt = PromptFormat.for_model(modelfile_template=CHATML, gguf_template=None, bos_id=1)
+    prompt = "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    answer = chars("A<|im_end|>\n")
+    plain = tokenize_example(qa("Q", "A"), fmt, chars, max_length=512)
+    asked = tokenize_example(qa("Q", "A"), fmt, chars, max_length=512, prompt=True)
+    assert plain.prompt_labels == ()
+    assert (asked.input_ids, asked.labels) == (plain.input_ids, plain.labels)
+    assert asked.prompt_labels == (
+        IGNORE_INDEX,  # BOS: nothing predicts it
+        *chars(prompt),
+        *(IGNORE_INDEX,) * len(answer),
+    )
+    assert asked.trained_tokens == len(answer)  # the answer's tokens still set the weights
+
+
 def test_tokenize_cuts_long_rows_and_refuses_rows_with_no_answer_left():
     fmt = PromptFormat.for_model(modelfile_template=CHATML, gguf_template=None)
     prompt_length = len("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n")

@@ -15,6 +15,7 @@ from ollamacli.finetune.trainer import (
     LoadedBase,
     TrainingConfig,
     TrainingStep,
+    batch_loss,
     collate,
     evaluate_loss,
     prepare,
@@ -54,8 +55,10 @@ def test_learning_rate_defaults_per_method():
         ({"learning_rate": -1.0}, "--learning-rate must be positive, got -1.0"),
         ({"max_seq_length": 0}, "--max-seq-length must be positive, got 0"),
         ({"method": "qlora"}, "unknown method 'qlora': use lora or full"),
+        ({"label_smoothing": 1.0}, r"--label-smoothing must be in \[0, 1\), got 1.0"),
+        ({"prompt_loss": -0.5}, "--prompt-loss must not be negative, got -0.5"),
     ],
-    ids=["rank", "lr", "length", "method"],
+    ids=["rank", "lr", "length", "method", "smoothing", "prompt-loss"],
 )
 def test_bad_settings_are_refused(fields, message):
     with pytest.raises(InvalidRequestError, match=f"^{message}$"):
@@ -171,3 +174,59 @@ def test_without_early_stop_no_validation_loss_is_measured(tiny_hf):
     steps: list[TrainingStep] = []
     train(base, _examples(4), config, steps.append, validation=_examples(2))
     assert [s.validation_loss for s in steps] == [None, None]
+
+
+def _full_logits_loss(model, batch, smoothing=0.0, labels="labels"):
+    """The reference: cross-entropy from every position's logits, shifted by one."""
+    import torch
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1),
+        batch[labels][:, 1:].flatten(),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=smoothing,
+    )
+
+
+def test_batch_loss_computes_logits_only_where_answers_are_but_matches_the_full_loss(tiny_hf):
+    rows = [
+        TokenizedExample((5, 6, 7, 8, 9), (IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 8, 9)),
+        TokenizedExample((11, 12, 13), (IGNORE_INDEX, 12, 13)),
+    ]
+    import torch
+
+    batch = collate(rows, pad_id=2)
+    model = tiny_hf
+    with torch.no_grad():
+        expected = float(model(**batch).loss)  # transformers' own loss from full logits
+        assert float(batch_loss(model, batch)) == pytest.approx(expected, rel=1e-5)
+        smoothed = float(batch_loss(model, batch, label_smoothing=0.3))
+        reference = float(_full_logits_loss(model, batch, 0.3))
+    assert smoothed == pytest.approx(reference, rel=1e-5)
+    assert abs(smoothed - expected) > 1e-3  # smoothing changes the loss
+
+
+def test_prompt_loss_adds_the_weighted_loss_of_the_prompt_tokens(tiny_hf):
+    rows = [
+        TokenizedExample(
+            (5, 6, 7, 8, 9),
+            (IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 8, 9),
+            (IGNORE_INDEX, 6, 7, IGNORE_INDEX, IGNORE_INDEX),
+        ),
+        TokenizedExample((11, 12, 13), (IGNORE_INDEX, 12, 13), (IGNORE_INDEX,) * 3),
+    ]
+    batch = collate(rows, pad_id=2)
+    assert batch["prompt_labels"].tolist() == [
+        [IGNORE_INDEX, 6, 7, IGNORE_INDEX, IGNORE_INDEX],
+        [IGNORE_INDEX] * 5,
+    ]
+    import torch
+
+    model = tiny_hf
+    with torch.no_grad():
+        answers = float(_full_logits_loss(model, batch))
+        prompt = float(_full_logits_loss(model, batch, labels="prompt_labels"))
+        assert float(batch_loss(model, batch)) == pytest.approx(answers, rel=1e-5)
+        both = float(batch_loss(model, batch, prompt_weight=0.5))
+    assert both == pytest.approx(answers + 0.5 * prompt, rel=1e-5)
