@@ -90,6 +90,12 @@ def finetune(
         min=0,
         help="Add N rewrites of each question (politeness, punctuation, word-order templates).",
     ),
+    augment_deletions: int = typer.Option(
+        0,
+        "--augment-deletions",
+        min=0,
+        help="Add N copies of each question with one character (Chinese) or word left out.",
+    ),
     augment_with: str | None = typer.Option(
         None, "--augment-with", help="Ask this model for the --augment rewrites instead."
     ),
@@ -167,6 +173,7 @@ def finetune(
         adapter_out=adapter_out,
         eval_data=eval_data,
         augment=augment,
+        augment_deletions=augment_deletions,
         keep_base=keep_base,
         system=system,
     )

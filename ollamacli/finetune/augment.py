@@ -86,8 +86,11 @@ def _key(text: str) -> str:
     )
 
 
-def augment(examples: Sequence[Example], paraphrase: Paraphraser, count: int) -> list[Example]:
-    """The examples followed by copies whose (single) user question is rewritten.
+def augment(
+    examples: Sequence[Example], paraphrase: Paraphraser, count: int, *, label: str = "rewrite"
+) -> list[Example]:
+    """The examples followed by copies whose (single) user question is rewritten (each copy's
+    location says `(label n)`).
 
     Multi-turn rows are kept as they are: rewriting one turn of a conversation can break it.
     """
@@ -100,7 +103,7 @@ def augment(examples: Sequence[Example], paraphrase: Paraphraser, count: int) ->
         for number, rewrite in enumerate(paraphrase(example.messages[index].content, count), 1):
             messages = list(example.messages)
             messages[index] = ChatMessage("user", rewrite)
-            added.append(Example(tuple(messages), f"{example.location} (rewrite {number})"))
+            added.append(Example(tuple(messages), f"{example.location} ({label} {number})"))
     return [*examples, *added]
 
 
@@ -231,6 +234,44 @@ def rule_paraphraser(seed: int = 0) -> Paraphraser:
     def paraphrase(question: str, count: int) -> list[str]:
         found = rule_rewrites(question)
         random.Random(f"{seed}:{question}").shuffle(found)
+        return found[:count]
+
+    return paraphrase
+
+
+# `--augment-deletions N`: EDA's random deletion (Wei and Zou 2019, "Easy Data Augmentation"):
+# the question with one unit left out, so that no single word decides the answer. A unit is a
+# Chinese character or an English word; questions too short to keep their meaning without one
+# (under 5 characters or 4 words) get none. Which units go is drawn by a seeded shuffle.
+_MIN_CJK_CHARACTERS = 5
+_MIN_WORDS = 4
+
+
+def deletion_rewrites(question: str) -> list[str]:
+    """Every rewrite of `question` with one unit of its core left out, in order, no duplicates."""
+    text = question.strip()
+    if _CJK.search(text):
+        core = text.rstrip(_ZH_END)
+        end = text[len(core) :]
+        if sum(1 for c in core if _CJK.match(c)) < _MIN_CJK_CHARACTERS:
+            return []
+        found = [core[:i] + core[i + 1 :] + end for i, c in enumerate(core) if _CJK.match(c)]
+    else:
+        core = text.rstrip(_EN_END)
+        end = text[len(core) :]
+        words = core.split()
+        if len(words) < _MIN_WORDS:
+            return []
+        found = [" ".join(words[:i] + words[i + 1 :]) + end for i in range(len(words))]
+    return [r for r in dict.fromkeys(found) if r != text]
+
+
+def deletion_paraphraser(seed: int = 0) -> Paraphraser:
+    """Up to N `deletion_rewrites` per question, picked by a seeded shuffle."""
+
+    def paraphrase(question: str, count: int) -> list[str]:
+        found = deletion_rewrites(question)
+        random.Random(f"{seed}:deletion:{question}").shuffle(found)
         return found[:count]
 
     return paraphrase

@@ -18,7 +18,13 @@ from pathlib import Path
 from ollamacli.engine.base import ChatMessage
 from ollamacli.engine.quantize import parse_quantize_type
 from ollamacli.errors import FinetuneError, InvalidRequestError
-from ollamacli.finetune.augment import Paraphraser, Rehearsal, augment, rule_paraphraser
+from ollamacli.finetune.augment import (
+    Paraphraser,
+    Rehearsal,
+    augment,
+    deletion_paraphraser,
+    rule_paraphraser,
+)
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
@@ -63,6 +69,8 @@ class FinetuneRequest:
     """Rows never trained on, scored after training (and their loss measured while training);
     without it, a large dataset has rows held out instead (`evaluate.split_held_out`)."""
     augment: int = 0  # rewrites of each question added before training (--augment N)
+    augment_deletions: int = 0
+    """Rewrites of each question with one character or word left out (--augment-deletions N)."""
     keep_base: int = 0
     """General questions answered by BASE itself, trained alongside (--keep-base N)."""
     system: str | None = None
@@ -193,11 +201,15 @@ def _augmented(
     paraphraser: Paraphraser | None,
     progress: ProgressSink,
 ) -> list[Example]:
-    if not request.augment:
-        return examples
-    progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
-    rewrite = paraphraser or rule_paraphraser(request.training.seed)
-    return augment(examples, rewrite, request.augment)
+    rows = examples
+    if request.augment:
+        progress(ProgressEvent(f"rewriting each question {request.augment} ways"))
+        rewrite = paraphraser or rule_paraphraser(request.training.seed)
+        examples = augment(examples, rewrite, request.augment)
+    if request.augment_deletions:
+        cut = deletion_paraphraser(request.training.seed)
+        examples += augment(rows, cut, request.augment_deletions, label="deletion")[len(rows) :]
+    return examples
 
 
 def validation_split(

@@ -14,6 +14,8 @@ from ollamacli.finetune.augment import (
     augment,
     base_rehearsal,
     clean_rewrite,
+    deletion_paraphraser,
+    deletion_rewrites,
     is_usable_rewrite,
     model_paraphraser,
     rule_paraphraser,
@@ -22,8 +24,14 @@ from ollamacli.finetune.augment import (
 )
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import score, split_held_out
-from ollamacli.finetune.pipeline import FinetuneRequest, validation_split, with_system
+from ollamacli.finetune.pipeline import (
+    FinetuneRequest,
+    _augmented,
+    validation_split,
+    with_system,
+)
 from ollamacli.finetune.trainer import TrainingConfig, TrainingStep, _schedule
+from ollamacli.progress import ignore_progress
 from ollamacli.service import build_services
 from ollamacli.service.models import CreateSpec
 from tests.factories import make_tiny_gguf
@@ -144,6 +152,53 @@ def test_rule_paraphraser_picks_the_same_rewrites_for_a_seed():
     assert rule_paraphraser(seed=2)("你是谁？", 4) != first
     everything = rule_paraphraser(seed=1)("你是谁？", 1000)
     assert sorted(everything) == sorted(rule_rewrites("你是谁？"))
+
+
+def test_deletion_rewrites_leave_out_one_character_or_word_of_long_enough_questions():
+    assert deletion_rewrites("课程需要付费吗？") == [
+        "程需要付费吗？",
+        "课需要付费吗？",
+        "课程要付费吗？",
+        "课程需付费吗？",
+        "课程需要费吗？",
+        "课程需要付吗？",
+        "课程需要付费？",
+    ]
+    assert deletion_rewrites("How do I buy a course?")[:2] == [
+        "do I buy a course?",
+        "How I buy a course?",
+    ]
+    assert deletion_rewrites("你是谁？") == []  # too short to lose a character
+    assert deletion_rewrites("Who are you?") == []
+    picked = deletion_paraphraser(seed=1)("课程需要付费吗？", 3)
+    assert picked == deletion_paraphraser(seed=1)("课程需要付费吗？", 3)
+    assert len(picked) == 3
+    assert set(picked) <= set(deletion_rewrites("课程需要付费吗？"))
+
+
+def test_augment_deletions_are_added_after_the_rewrites_and_never_held_out():
+    rows = [_row("如何购买课程？", "点击购买。", "d:1"), _row("你是谁？", "小极。", "d:2")]
+    request = FinetuneRequest(
+        "n", "b", EXAMPLE, TrainingConfig(early_stop=2), augment=2, augment_deletions=2
+    )
+    out = _augmented(request, rows, None, ignore_progress)
+    assert [e.location for e in out] == [
+        "d:1",
+        "d:2",
+        "d:1 (rewrite 1)",
+        "d:1 (rewrite 2)",
+        "d:2 (rewrite 1)",
+        "d:2 (rewrite 2)",
+        "d:1 (deletion 1)",
+        "d:1 (deletion 2)",
+    ]  # "你是谁" is too short to lose a character
+    assert {e.messages[0].content for e in out[-2:]} <= set(deletion_rewrites("如何购买课程？"))
+    assert {e.messages[-1].content for e in out[-2:]} == {"点击购买。"}
+    trained, validation = validation_split(out, request)
+    assert len(trained) == len(out) - 2
+    assert [e.location for e in validation] == ["d:1 (rewrite 2)", "d:2 (rewrite 2)"]
+    only = FinetuneRequest("n", "b", EXAMPLE, augment_deletions=1)
+    assert len(_augmented(only, rows, None, ignore_progress)) == 3
 
 
 def test_a_system_message_is_added_to_rows_without_one():
