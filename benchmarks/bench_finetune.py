@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
-        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--batch-size B] [--lora-dropout P]
+        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--batch-size B] [--seed S] [--lora-dropout P]
         [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
         [--augment N] [--augment-deletions N] [--early-stop N] [--keep-base N] [--system TEXT] [--processes N]
 
@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42, help="adapter init, data order, rewrites")
     parser.add_argument("--lora-dropout", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--neftune", type=float, default=0.0)
@@ -233,6 +234,7 @@ def main() -> None:
         lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha,
         batch_size=args.batch_size,
+        seed=args.seed,
         lora_dropout=args.lora_dropout,
         weight_decay=args.weight_decay,
         neftune_alpha=args.neftune,
