@@ -408,7 +408,7 @@ def _step(
     if base.accelerator is None:
         batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
         loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13
         return float(loss.detach())
     mine = list(chunk[base.rank :: base.processes])
     if not mine:  # a last batch smaller than the group: this share counts for nothing

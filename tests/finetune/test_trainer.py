@@ -6,6 +6,7 @@ import copy
 import math
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -176,7 +177,9 @@ def test_without_early_stop_no_validation_loss_is_measured(tiny_hf):
     assert [s.validation_loss for s in steps] == [None, None]
 
 
-def _full_logits_loss(model, batch, smoothing=0.0, labels="labels"):
+def _full_logits_loss(
+    model: Any, batch: dict[str, Any], smoothing: float = 0.0, labels: str = "labels"
+) -> Any:
     """The reference: cross-entropy from every position's logits, shifted by one."""
     import torch
 
