@@ -16,8 +16,11 @@ Invariants (read before changing anything here):
   sequence (`NativeContext.share`: a copy of the source's KV stream, cut to the prefix; nothing
   is evaluated again); when a slot that is still reading its prompt
   will hold a much longer common prefix, the new job waits for it instead of evaluating the same
-  tokens side by side (agents send one long system prompt with every request). The last prompt
-  token is always evaluated again: its logits choose the first answer token.
+  tokens side by side (agents send one long system prompt with every request). A slot about to
+  lose a long cached prompt saves its sequence to the loop's `PromptCache` first, and a job whose
+  beginning is saved there restores it into its slot; neither touches a sequence that a stream
+  copy scheduled this step reads or writes. The last prompt token is always evaluated again: its
+  logits choose the first answer token.
 - **A step.** One `llama_decode` over one batch: first the next token of every generating job,
   then prompt chunks of jobs still reading their prompt, oldest first, up to `n_batch` tokens in
   all (a long prompt never stops the others for more than one batch). After the decode every job
@@ -52,6 +55,7 @@ from ollamacli.engine.base import (
 from ollamacli.engine.llamalib import SamplerChain
 from ollamacli.engine.logprobs import PendingLogprobs, token_logprob
 from ollamacli.engine.native import NativeContext
+from ollamacli.engine.promptcache import DEFAULT_BUDGET, PromptCache, SavedPrompt, common_prefix
 from ollamacli.engine.streaming import TextStream
 from ollamacli.errors import EngineError, RequestCancelledError
 
@@ -64,6 +68,9 @@ _SHARE_MIN = 16
 """Tokens: a shorter common prefix is evaluated again rather than shared (not worth it)."""
 _WAIT_MIN = 64
 """Tokens: a new job waits for a prompt being read only when it would save this many."""
+_SAVE_MIN = 256
+"""Tokens: a sequence is saved to the prompt cache before it is overwritten, and a saved
+prompt restored, only when that keeps at least this many from being read again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,7 @@ class BatchLoop:
         shape: LoopShape,
         *,
         piece: Callable[[int, bool], bytes],
+        cache_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self._model = context.model
         self._context = context
@@ -132,6 +140,10 @@ class BatchLoop:
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
         self._clock = 0  # steps, for least-recently-used slots
+        self._saved = PromptCache(cache_budget)
+        # Sequences whose KV stream a copy scheduled this step reads or writes (llama.cpp copies
+        # at the next decode): their states must not be saved or overwritten before it.
+        self._copying: set[int] = set()
         self.widest = 0  # most sequences one decode has carried (tests and debugging)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ollamacli-batch", daemon=True)
@@ -207,40 +219,68 @@ class BatchLoop:
                 return
             job = self._waiting.popleft()
             prompt = job.tokens[:-1]
-            slot = max(free, key=lambda s: (_common(s.cached, prompt), -s.last_used))
+            slot = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
             slot.job, job.slot = job, slot
             job.started = time.perf_counter_ns()
             self._place(job)
 
     def _place(self, job: Job) -> None:
-        """Put the job's prompt into its slot: keep, share or wait for the cached prefix."""
+        """Put the job's prompt into its slot: keep, share, restore or wait for the cached
+        prefix."""
         slot = _slot_of(job)
         prompt = job.tokens[:-1]
-        own = _common(slot.cached, prompt)
+        own = common_prefix(slot.cached, prompt)
         source, shared = slot, own
         for other in self._slots:
             if other is not slot:
-                length = _common(other.cached, prompt)
+                length = common_prefix(other.cached, prompt)
                 if length > shared:
                     source, shared = other, length
+        entry, restorable = self._saved.best(prompt)
         promised, promiser = 0, None
         for other in self._slots:
             other_job = other.job
             if other is not slot and other_job is not None and other_job.state == "prompt":
-                length = _common(other_job.tokens[:-1], prompt)
+                length = common_prefix(other_job.tokens[:-1], prompt)
                 if length > promised:
                     promised, promiser = length, other
-        if promiser is not None and promised - max(shared, own) >= _WAIT_MIN:
+        if promiser is not None and promised - max(shared, own, restorable) >= _WAIT_MIN:
             job.state, job.waiting_for, job.wait_until = "waiting", promiser, promised
             return
-        if source is not slot and shared - own >= _SHARE_MIN:
+        self._keep(slot, own)
+        if entry is not None and restorable - shared >= _SAVE_MIN and self._restore(slot, entry):
+            self._forget(slot, restorable)
+        elif source is not slot and shared - own >= _SHARE_MIN:
             self._forget(slot, 0)
             self._context.share(source.seq_id, slot.seq_id, shared)
+            self._copying.update((source.seq_id, slot.seq_id))
             slot.cached = prompt[:shared]
         else:
             self._forget(slot, own)
         job.fed = len(slot.cached)
         job.state = "prompt"
+
+    def _keep(self, slot: Slot, own: int) -> None:
+        """Save the slot's sequence to the prompt cache when a long part of it is about to go
+        (and no saved prompt holds it already)."""
+        if len(slot.cached) - own < _SAVE_MIN or slot.seq_id in self._copying:
+            return
+        if self._saved.covers(slot.cached, _SAVE_MIN):
+            return
+        state, size = self._context.save(slot.seq_id)
+        self._saved.add(SavedPrompt(list(slot.cached), state, size))
+
+    def _restore(self, slot: Slot, entry: SavedPrompt) -> bool:
+        """Load a saved prompt into the slot's sequence; False when it cannot be."""
+        if slot.seq_id in self._copying:
+            return False
+        self._forget(slot, 0)
+        if not self._context.restore(slot.seq_id, entry.state, entry.size):
+            self._context.forget(slot.seq_id, 0)
+            return False
+        self._saved.use(entry)
+        slot.cached = list(entry.tokens)
+        return True
 
     def _forget(self, slot: Slot, start: int) -> None:
         if start < len(slot.cached) and not self._context.forget(slot.seq_id, start):
@@ -267,6 +307,7 @@ class BatchLoop:
             time.sleep(0.001)  # only jobs waiting for a prefix whose source just left
             return
         status = self._context.decode(self._batch)
+        self._copying.clear()  # llama.cpp made the scheduled stream copies before the batch
         if status != 0:
             error = EngineError(f"llama.cpp could not evaluate the batch (status {status})")
             for job in members:
@@ -442,12 +483,3 @@ def _slot_of(job: Job) -> Slot:
     if slot is None:
         raise EngineError("internal error: a running job has no slot")
     return slot
-
-
-def _common(cached: list[int], prompt: list[int]) -> int:
-    """Length of the common beginning of two token lists."""
-    limit = min(len(cached), len(prompt))
-    for index in range(limit):
-        if cached[index] != prompt[index]:
-            return index
-    return limit

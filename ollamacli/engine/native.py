@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ollamacli.errors import ModelLoadError
+from ollamacli.errors import EngineError, ModelLoadError
 
 _REQUIRED = (
     "llama_backend_init",
@@ -46,6 +46,9 @@ _REQUIRED = (
     "llama_memory_seq_rm",
     "llama_memory_seq_cp",
     "llama_memory_clear",
+    "llama_state_seq_get_size",
+    "llama_state_seq_get_data",
+    "llama_state_seq_set_data",
     "llama_batch_init",
     "llama_batch_free",
     "llama_decode",
@@ -295,6 +298,20 @@ class NativeContext:
             return
         self._lib.llama_memory_seq_cp(self._memory, source, target, -1, -1)
         self._lib.llama_memory_seq_rm(self._memory, target, end, -1)
+
+    def save(self, seq_id: int) -> tuple[Any, int]:
+        """A copy of a sequence's cells (positions, keys, values): (buffer, bytes)."""
+        size = int(self._lib.llama_state_seq_get_size(self._ctx, seq_id))
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(self._lib.llama_state_seq_get_data(self._ctx, buffer, size, seq_id))
+        if written != size:
+            raise EngineError(f"llama.cpp saved {written} of {size} bytes of a sequence")
+        return buffer, size
+
+    def restore(self, seq_id: int, state: Any, size: int) -> bool:
+        """Load a saved sequence into `seq_id` (empty); False (and the sequence empty) when
+        llama.cpp cannot."""
+        return int(self._lib.llama_state_seq_set_data(self._ctx, state, size, seq_id)) > 0
 
     def clear(self) -> None:
         """Empty the KV cache."""

@@ -236,6 +236,46 @@ def test_a_shared_prefix_gives_the_answer_of_one_read_alone(engine, smollm2_path
     assert shared >= 3  # one request read the prefix, the others took it from its sequence
 
 
+def test_a_prompt_pushed_out_of_every_sequence_comes_back_from_the_prompt_cache(smollm2_path):
+    """Two sequences, three long prompts: the first prompt's sequence is given to the third,
+    so it is saved to RAM first; asked again, it is restored instead of read, and computes what
+    a model reading it computes (the answer, 370 tokens back, depends on its beginning)."""
+    filler = " ".join(f"Line {n}: the weather was calm and the road was long." for n in range(25))
+    prefix = f"Secret code: ZEBRA TULIP. {filler}\n"
+    others = [  # no common beginning with each other or with the first (a token would do)
+        f"{name} story: " + " ".join(f"Step {n} of {name} went well." for n in range(60))
+        for name in ("Alpha", "Beta")
+    ]
+    sampling = SamplingConfig(temperature=0, num_predict=2, logprobs=True, top_logprobs=5)
+    question = prefix + "Say the secret code:"
+    lone_engine = LlamaCppFactory(parallel=1).load(LoadConfig(smollm2_path, num_ctx=1024))
+    try:
+        reference = answer(lone_engine, question, sampling)
+    finally:
+        lone_engine.close()
+    loaded = LlamaCppFactory(parallel=2).load(LoadConfig(smollm2_path, num_ctx=1024))
+    try:
+        first = answer(loaded, prefix + "Again, the secret code:", sampling)[2]
+        assert first.prompt_eval_count > 350
+        for other in others:  # the second takes the empty sequence, the third the first's
+            assert answer(loaded, other, sampling)[2].prompt_eval_count > 300
+        assert not any(
+            cached[:40] == first_tokens(loaded, prefix) for cached in loaded.cached_tokens()
+        )
+        text, logprobs, done = answer(loaded, question, sampling)
+    finally:
+        loaded.close()
+    assert done.prompt_eval_count < 20  # its own tail only: the prefix came back from RAM
+    candidates = {top.token_id: top.logprob for top in logprobs[0].top}
+    expected = reference[1][0]
+    assert expected.token_id in candidates, (text, reference[0])
+    assert abs(candidates[expected.token_id] - expected.logprob) < CLOSE, (text, reference[0])
+
+
+def first_tokens(engine: LlamaCppEngine, text: str) -> list[int]:
+    return engine.prompt_tokens(text)[:40]
+
+
 def test_closing_the_model_ends_running_requests_with_an_error(smollm2_path):
     loaded = LlamaCppFactory(parallel=2).load(LoadConfig(smollm2_path, num_ctx=256))
     sampling = SamplingConfig(temperature=0, num_predict=200, grammar=ENDLESS)
