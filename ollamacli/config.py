@@ -20,6 +20,7 @@ APP_NAME = "ollamacli"
 DEFAULT_PORT = 11434
 DEFAULT_KEEP_ALIVE = 300.0
 DEFAULT_MAX_BODY_SIZE = 32 << 20
+DEFAULT_PROMPT_CACHE = 1 << 30  # bytes of saved long prompts per loaded model
 FOREVER = math.inf
 MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanoseconds (about 292 years)
 
@@ -169,6 +170,7 @@ class Settings:
     log_format: LogFormat = "text"  # "json": one JSON object per log line (OLLAMACLI_LOG_FORMAT)
     log_requests: bool = False  # request bodies in the request log (OLLAMA_DEBUG_LOG_REQUESTS)
     max_body_size: int = DEFAULT_MAX_BODY_SIZE  # bytes of a JSON request body; 0 = no limit
+    prompt_cache: int = DEFAULT_PROMPT_CACHE  # OLLAMACLI_PROMPT_CACHE; 0 = no prompt cache
 
     @property
     def models(self) -> Path:
@@ -219,6 +221,7 @@ class Settings:
             log_format=_log_format(get("OLLAMACLI_LOG_FORMAT")),
             log_requests=parse_bool(get("OLLAMA_DEBUG_LOG_REQUESTS") or ""),
             max_body_size=parse_size(get("OLLAMACLI_MAX_BODY_SIZE"), DEFAULT_MAX_BODY_SIZE),
+            prompt_cache=parse_size(get("OLLAMACLI_PROMPT_CACHE"), DEFAULT_PROMPT_CACHE),
         )
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ollamacli.config import Settings, parse_duration, parse_host
+from ollamacli.config import DEFAULT_PROMPT_CACHE, Settings, parse_duration, parse_host
 from ollamacli.errors import InvalidRequestError
 
 
@@ -91,3 +91,14 @@ def test_log_format_refuses_other_values_and_debug_log_requests_is_a_flag(tmp_pa
         Settings.from_env({**env, "OLLAMACLI_LOG_FORMAT": "xml"})
     assert Settings.from_env({**env, "OLLAMA_DEBUG_LOG_REQUESTS": "1"}).log_requests
     assert not Settings.from_env(env).log_requests
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, DEFAULT_PROMPT_CACHE), ("256m", 256 << 20), ("0", 0), ("much", DEFAULT_PROMPT_CACHE)],
+)
+def test_the_prompt_cache_size_comes_from_the_environment(tmp_path, value, expected):
+    env = {} if value is None else {"OLLAMACLI_PROMPT_CACHE": value}
+    settings = Settings.from_env({"OLLAMACLI_HOME": str(tmp_path), **env})
+    assert settings.prompt_cache == expected
+    assert DEFAULT_PROMPT_CACHE == 1 << 30

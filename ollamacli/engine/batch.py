@@ -263,7 +263,9 @@ class BatchLoop:
     def _keep(self, slot: Slot, own: int) -> None:
         """Save the slot's sequence to the prompt cache when a long part of it is about to go
         (and no saved prompt holds it already)."""
-        if len(slot.cached) - own < _SAVE_MIN or slot.seq_id in self._copying:
+        if self._saved.budget <= 0 or slot.seq_id in self._copying:
+            return
+        if len(slot.cached) - own < _SAVE_MIN:
             return
         if self._saved.covers(slot.cached, _SAVE_MIN):
             return

@@ -29,6 +29,7 @@ from ollamacli.engine.batch import BatchLoop, Job, JobEvent, LoopShape
 from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
 from ollamacli.engine.native import ContextParams, NativeContext, NativeModel
 from ollamacli.engine.options import physical_cores
+from ollamacli.engine.promptcache import DEFAULT_BUDGET
 from ollamacli.engine.structured import check_grammar, check_json_schema
 from ollamacli.errors import (
     ContextLengthExceededError,
@@ -60,9 +61,12 @@ def _library() -> Any:
 class LlamaCppFactory:
     """Loads GGUF models: generation instances serve `parallel` requests at once."""
 
-    def __init__(self, *, verbose: bool = False, parallel: int = 1) -> None:
+    def __init__(
+        self, *, verbose: bool = False, parallel: int = 1, prompt_cache: int = DEFAULT_BUDGET
+    ) -> None:
         self.verbose = verbose
         self.parallel = max(1, parallel)
+        self.prompt_cache = prompt_cache  # bytes of saved long prompts per model; 0: none
 
     def load(self, config: LoadConfig) -> LlamaCppEngine:
         """Load a model (mmap, CPU threads, optional LoRA); raises `ModelLoadError`."""
@@ -90,7 +94,9 @@ class LlamaCppFactory:
                 "try pulling or creating the model again",
             ) from exc
         try:
-            return LlamaCppEngine(lib, model, config, parallel=self.parallel)
+            return LlamaCppEngine(
+                lib, model, config, parallel=self.parallel, prompt_cache=self.prompt_cache
+            )
         except BaseException:
             model.close()
             raise
@@ -128,7 +134,15 @@ class LlamaCppEngine:
     `parallel` generations decode together in one batch loop, more wait their turn there.
     `embed` serves one caller at a time (the scheduler lends embedding instances singly)."""
 
-    def __init__(self, lib: Any, model: NativeModel, config: LoadConfig, *, parallel: int) -> None:
+    def __init__(
+        self,
+        lib: Any,
+        model: NativeModel,
+        config: LoadConfig,
+        *,
+        parallel: int,
+        prompt_cache: int = DEFAULT_BUDGET,
+    ) -> None:
         self._lib = lib
         self._model = model
         self.config = config
@@ -160,6 +174,7 @@ class LlamaCppEngine:
                 self._context,
                 LoopShape(n_seq=parallel, n_ctx_seq=config.num_ctx, n_batch=n_batch),
                 piece=self._piece,
+                cache_budget=prompt_cache,
             )
         except BaseException:
             self._context.close()

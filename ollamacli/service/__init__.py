@@ -46,7 +46,11 @@ def build_services(
     if engine_factory is None:
         from ollamacli.engine.llama import LlamaCppFactory
 
-        engine_factory = LlamaCppFactory(verbose=settings.debug, parallel=settings.num_parallel)
+        engine_factory = LlamaCppFactory(
+            verbose=settings.debug,
+            parallel=settings.num_parallel,
+            prompt_cache=settings.prompt_cache,
+        )
     store = Store(settings.models)
     scheduler = Scheduler(
         engine_factory,

@@ -272,6 +272,24 @@ def test_a_prompt_pushed_out_of_every_sequence_comes_back_from_the_prompt_cache(
     assert abs(candidates[expected.token_id] - expected.logprob) < CLOSE, (text, reference[0])
 
 
+def test_without_a_prompt_cache_a_pushed_out_prompt_is_read_again(smollm2_path):
+    """OLLAMACLI_PROMPT_CACHE=0: nothing is saved, so the prompt is read again in full."""
+    prefix = "Secret code: ZEBRA TULIP. " + " ".join(f"Note {n}: all is well." for n in range(50))
+    other = "Alpha story: " + " ".join(f"Step {n} went well." for n in range(60))
+    sampling = SamplingConfig(temperature=0, num_predict=1)
+    loaded = LlamaCppFactory(parallel=1, prompt_cache=0).load(
+        LoadConfig(smollm2_path, num_ctx=1024)
+    )
+    try:
+        first = answer(loaded, prefix + " Code:", sampling)[2].prompt_eval_count
+        answer(loaded, other, sampling)
+        again = answer(loaded, prefix + " The code:", sampling)[2].prompt_eval_count
+    finally:
+        loaded.close()
+    assert first > 300
+    assert again > first - 10
+
+
 def first_tokens(engine: LlamaCppEngine, text: str) -> list[int]:
     return engine.prompt_tokens(text)[:40]
 
