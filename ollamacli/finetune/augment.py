@@ -230,10 +230,16 @@ def _en_frame(frame: str, core: str) -> str:
 
 def rule_paraphraser(seed: int = 0) -> Paraphraser:
     """Up to N template rewrites per question, picked by a seeded shuffle (the same each run)."""
+    return _seeded_picks(rule_rewrites, f"{seed}:")
+
+
+def _seeded_picks(rewrites: Callable[[str], list[str]], salt: str) -> Paraphraser:
+    """A paraphraser giving up to N of `rewrites(question)`, in an order shuffled by
+    `salt` and the question (the same each run)."""
 
     def paraphrase(question: str, count: int) -> list[str]:
-        found = rule_rewrites(question)
-        random.Random(f"{seed}:{question}").shuffle(found)
+        found = rewrites(question)
+        random.Random(f"{salt}{question}").shuffle(found)
         return found[:count]
 
     return paraphrase
@@ -268,13 +274,7 @@ def deletion_rewrites(question: str) -> list[str]:
 
 def deletion_paraphraser(seed: int = 0) -> Paraphraser:
     """Up to N `deletion_rewrites` per question, picked by a seeded shuffle."""
-
-    def paraphrase(question: str, count: int) -> list[str]:
-        found = deletion_rewrites(question)
-        random.Random(f"{seed}:deletion:{question}").shuffle(found)
-        return found[:count]
-
-    return paraphrase
+    return _seeded_picks(deletion_rewrites, f"{seed}:deletion:")
 
 
 # `--keep-base N`: general questions, answered by the base model itself, trained alongside the
