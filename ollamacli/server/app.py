@@ -36,6 +36,7 @@ from ollamacli.server import (
 )
 from ollamacli.server.errors import error_body, message_for, status_for
 from ollamacli.server.middleware import ApiKey, BodyLimit, CatchAll, Cors, HostGuard
+from ollamacli.server.peers import Peers, Snapshot, families_of
 from ollamacli.server.streaming import ActiveRequests
 from ollamacli.service import Services
 
@@ -64,8 +65,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, f"invalid request: {exc}", 400)
 
 
-def create_app(services: Services) -> FastAPI:
-    """The API application for these services, with its middleware and error handlers."""
+def create_app(services: Services, peers: Peers | None = None) -> FastAPI:
+    """The API application for these services, with its middleware and error handlers; `peers`
+    are the other servers `/api/ps` and `/metrics` answer for too (`serve --ray`'s replicas)."""
     settings = services.settings
     active = ActiveRequests()
     observed = metrics.Metrics(services.scheduler)
@@ -92,6 +94,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.active = active
     app.state.metrics = observed
+    app.state.peers = peers
     app.include_router(ollama_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(embeddings.router)
@@ -110,6 +113,16 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(requestlog.RequestLog, observer=observed, log_bodies=settings.log_requests)
     return app
+
+
+def snapshot(app: FastAPI, server: str) -> Snapshot:
+    """What this app's server tells its peers under `serve --ray`: its loaded models and metric
+    families (reads the store: call it off the event loop)."""
+    observed = app.state.metrics
+    if not isinstance(observed, metrics.Metrics):
+        raise TypeError("create the app with create_app(services)")
+    models = ollama_routes.loaded_models(app.state.services)
+    return Snapshot(server, tuple(models), families_of(observed.registry))
 
 
 def startup_warnings(settings: Settings) -> list[str]:

@@ -6,7 +6,9 @@ scheduler and engine, on the shared model store (`OLLAMA_MODELS` that every node
 through a `DeploymentHandle` with `multiplexed_model_id=model`: Serve's model multiplexing sends
 it to a replica that already holds that model. The response streams back chunk by chunk; a
 replica that dies mid-request fails only its own requests, with an error in the API's shape, and
-Serve starts a new one.
+Serve starts a new one. `/api/ps` and `/metrics` answer for every replica: each replica publishes
+its loaded models and metric families to a `Board` actor every second (and after each request),
+and the replica that takes such a request adds the others' latest reports to its own.
 
 The only module that imports Ray; the CLI imports it only for `serve --ray`.
 """
@@ -14,17 +16,19 @@ The only module that imports Ray; the CLI imports it only for `serve --ray`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import ray
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -33,7 +37,8 @@ from ollamacli import __version__
 from ollamacli.config import Settings
 from ollamacli.errors import ClusterError, OllamaCliError
 from ollamacli.names import ModelName
-from ollamacli.server.app import bind, create_app, startup_warnings
+from ollamacli.server.app import bind, create_app, snapshot, startup_warnings
+from ollamacli.server.peers import Snapshot
 from ollamacli.server.relay import (
     Headers,
     RawRequest,
@@ -59,6 +64,10 @@ APP_NAME = "ollamacli"
 # for operators and the tests; off by default, so responses stay those of plain `serve`).
 REPLICA_HEADER = b"x-ollamacli-replica"
 _RETRIES = 2  # a request a dead replica never started goes to another one, this many times
+BOARD_NAME = "ollamacli-board"
+_PUBLISH_S = 1.0  # a replica reports its models and metrics this often (and after each request)
+_STALE_S = 15.0  # a replica silent this long is gone (killed): its report is dropped
+_ASK_S = 5.0  # how long a replica waits for the board before answering for itself alone
 REPLICA_FAILED = "model server replica stopped while serving this request; try again"
 _NO_REPLICA = "no model server replica is available; try again"
 # How the deployments' processes run (benchmarks/bench_ray.py measured the first two).
@@ -113,15 +122,101 @@ class ClusterOptions:
         }
 
 
+class Board:
+    """A Ray actor holding each replica's latest `Snapshot`, for `/api/ps` and `/metrics`."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[float, Snapshot]] = {}
+
+    def publish(self, report: Snapshot) -> None:
+        """A replica's report (the board's clock times it: nodes' clocks may differ)."""
+        self.latest[report.server] = (time.monotonic(), report)
+
+    def forget(self, server: str) -> None:
+        """A replica that stops."""
+        self.latest.pop(server, None)
+
+    def others(self, server: str) -> list[Snapshot]:
+        """Every other live replica's latest report."""
+        now = time.monotonic()
+        for gone in [name for name, (at, _) in self.latest.items() if now - at > _STALE_S]:
+            del self.latest[gone]
+        return [report for name, (_, report) in self.latest.items() if name != server]
+
+
+class _BoardPeers:
+    """The other replicas, as a replica's app sees them (`server.peers.Peers`)."""
+
+    def __init__(self, board: ray.actor.ActorHandle, name: str) -> None:
+        self.board = board
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def snapshots(self) -> list[Snapshot]:
+        try:
+            reports: list[Snapshot] = await asyncio.wait_for(
+                self.board.others.remote(self._name), _ASK_S
+            )
+        except (RayError, TimeoutError) as exc:
+            logger.warning("the other replicas' reports are unavailable: %s", exc)
+            return []
+        return reports
+
+
+class _Publisher:
+    """A replica's thread that sends its report to the board every `_PUBLISH_S` seconds and
+    soon after each request, so another replica's `/api/ps` sees a model once it is loaded."""
+
+    def __init__(self, board: ray.actor.ActorHandle, report: Callable[[], Snapshot]) -> None:
+        self.board = board
+        self.report = report
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ollamacli-report", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                ray.get(self.board.publish.remote(self.report()), timeout=_ASK_S)
+            except (RayError, GetTimeoutError, OllamaCliError, OSError) as exc:
+                logger.debug("report to the board failed: %s", exc)
+            self.wake.wait(_PUBLISH_S)
+            self.wake.clear()
+
+    def stop(self, server: str) -> None:
+        self.stopping.set()
+        self.wake.set()
+        with contextlib.suppress(RayError):
+            self.board.forget.remote(server)
+
+
+def _board() -> ray.actor.ActorHandle | None:
+    """The driver's board, or None (a replica then answers `/api/ps` for itself alone)."""
+    try:
+        return ray.get_actor(BOARD_NAME, namespace=APP_NAME)
+    except ValueError:
+        return None
+
+
 class ModelServer:
     """A replica: the API app with its own services, answering relayed requests."""
 
     def __init__(self, prepare: Callable[[], Services], max_models: int) -> None:
         self.services = prepare()
-        self.app = create_app(self.services)
-        self.services.scheduler.start()  # what the app's lifespan does under uvicorn
         context = serve.get_replica_context()
-        self.replica = f"{context.replica_id.unique_id} pid={os.getpid()}".encode()
+        self.name = context.replica_id.unique_id
+        self.replica = f"{self.name} pid={os.getpid()}".encode()
+        board = _board()
+        peers = None if board is None else _BoardPeers(board, self.name)
+        self.app = create_app(self.services, peers)
+        self.services.scheduler.start()  # what the app's lifespan does under uvicorn
+        self.publisher: _Publisher | None = None
+        if board is not None:
+            self.publisher = _Publisher(board, lambda: snapshot(self.app, self.name))
 
         async def resident(model: str) -> str:
             # The scheduler loads the model on its first request (with that request's options);
@@ -136,10 +231,15 @@ class ModelServer:
         if model and await asyncio.to_thread(self._in_store, model):
             await self.resident(model)
         tagged = any(key.lower() == REPLICA_HEADER for key, _ in request.headers)
-        async for part in call_app(self.app, request):
-            if tagged and isinstance(part, ResponseStart):
-                part = ResponseStart(part.status, (*part.headers, (REPLICA_HEADER, self.replica)))
-            yield part
+        try:
+            async for part in call_app(self.app, request):
+                if tagged and isinstance(part, ResponseStart):
+                    headers = (*part.headers, (REPLICA_HEADER, self.replica))
+                    part = ResponseStart(part.status, headers)
+                yield part
+        finally:
+            if self.publisher is not None:
+                self.publisher.wake.set()  # a model may have loaded or unloaded: report it
 
     def _in_store(self, model: str) -> bool:
         """Whether the model exists: a name that does not is never routed by (its 404 comes
@@ -152,6 +252,8 @@ class ModelServer:
 
     def __del__(self) -> None:
         """Serve stops the replica: cancel its generations, unload its models."""
+        if self.publisher is not None:
+            self.publisher.stop(self.name)
         self.app.state.active.cancel_all()
         self.services.scheduler.close()
 
@@ -304,6 +406,13 @@ def run(prepare: Callable[[], Services], settings: Settings, options: ClusterOpt
     handled = (signal.SIGINT, signal.SIGTERM)
     original = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in handled}
     try:
+        # the replicas' reports for /api/ps and /metrics; this process owns it, so it ends with it
+        # (held until the end: Ray ends an actor that no handle refers to, named or not)
+        board = (
+            ray.remote(num_cpus=0)(Board)
+            .options(name=BOARD_NAME, namespace=APP_NAME, get_if_exists=True)
+            .remote()
+        )
         serve.start(http_options={"host": settings.host.host, "port": settings.host.port})
         serve.run(
             application(prepare, settings, options), name=APP_NAME, route_prefix="/", blocking=False
@@ -317,6 +426,7 @@ def run(prepare: Callable[[], Services], settings: Settings, options: ClusterOpt
         )
         while not stop.wait(1):
             pass
+        ray.kill(board)
     finally:
         for sig, handler in original.items():
             signal.signal(sig, handler)

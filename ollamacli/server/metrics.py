@@ -22,7 +22,9 @@ from starlette.responses import Response
 from ollamacli.errors import InvalidModelNameError
 from ollamacli.names import ModelName
 from ollamacli.scheduler import Scheduler
+from ollamacli.server.peers import Snapshot, families_of, merged_metrics
 from ollamacli.server.requestlog import RequestRecord
+from ollamacli.server.state import peers_of
 
 PREFIX = "ollamacli"
 # The classic text format every Prometheus understands (our names need no UTF-8 escaping).
@@ -180,4 +182,9 @@ async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics
     if not isinstance(registry, Metrics):
         raise TypeError("create the app with create_app(services)")
-    return Response(registry.render(), media_type=CONTENT_TYPE)
+    others = peers_of(request)
+    if others is None:
+        return Response(registry.render(), media_type=CONTENT_TYPE)
+    # serve --ray: every replica's series, told apart by a `replica` label
+    own = Snapshot(others.name, (), families_of(registry.registry))
+    return Response(merged_metrics(own, await others.snapshots()), media_type=CONTENT_TYPE)

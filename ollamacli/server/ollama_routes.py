@@ -22,6 +22,7 @@ from ollamacli.names import ModelName
 from ollamacli.progress import ProgressSink
 from ollamacli.registry.bundled import find_bundled
 from ollamacli.server import convert, render
+from ollamacli.server.peers import merged_models
 from ollamacli.server.render import OllamaRendering, ProgressRendering
 from ollamacli.server.respond import respond
 from ollamacli.server.schemas import (
@@ -34,7 +35,7 @@ from ollamacli.server.schemas import (
     ShowBody,
     parse_body,
 )
-from ollamacli.server.state import services_of
+from ollamacli.server.state import peers_of, services_of
 from ollamacli.server.streaming import NDJSON, iterate, json_line, with_progress
 from ollamacli.service import Services
 from ollamacli.service.chat import ChatDone, ChatEvent
@@ -196,13 +197,17 @@ async def tags(request: Request) -> Response:
     return JSONResponse({"models": await run_in_threadpool(_tags, store)})
 
 
+def loaded_models(services: Services) -> list[dict[str, object]]:
+    """`/api/ps`'s entries for the models this server holds (reads the store: a thread)."""
+    return [render.ps_json(i, _details(services.store, i.name)) for i in services.scheduler.ps()]
+
+
 @router.get("/api/ps")
 async def ps(request: Request) -> Response:
-    services = services_of(request)
-    infos = services.scheduler.ps()
-    models = await run_in_threadpool(
-        lambda: [render.ps_json(i, _details(services.store, i.name)) for i in infos]
-    )
+    models = await run_in_threadpool(loaded_models, services_of(request))
+    others = peers_of(request)
+    if others is not None:  # serve --ray: the other replicas' models too
+        models = merged_models(models, await others.snapshots())
     return JSONResponse({"models": models})
 
 

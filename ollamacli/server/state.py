@@ -1,9 +1,11 @@
-"""What the routes share through the application object: the services and running requests."""
+"""What the routes share through the application object: the services, running requests and,
+under `serve --ray`, the other replicas."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
+from ollamacli.server.peers import Peers
 from ollamacli.server.streaming import ActiveRequests
 from ollamacli.service import Services
 
@@ -22,3 +24,9 @@ def active_of(request: Request) -> ActiveRequests:
     if not isinstance(active, ActiveRequests):
         raise TypeError("create the app with create_app(services)")
     return active
+
+
+def peers_of(request: Request) -> Peers | None:
+    """The other servers of this deployment (`serve --ray`'s replicas), or None alone."""
+    peers: Peers | None = request.app.state.peers
+    return peers

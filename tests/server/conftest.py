@@ -23,6 +23,7 @@ import uvicorn
 from ollamacli.config import Settings
 from ollamacli.engine.base import EngineFactory
 from ollamacli.server.app import create_app
+from ollamacli.server.peers import Peers
 from ollamacli.service import Services, build_services
 from ollamacli.service.models import CreateSpec, Fetcher
 from tests.factories import make_tiny_gguf
@@ -42,14 +43,14 @@ class LiveServer:
 
 
 @contextmanager
-def serve_in_thread(services: Services) -> Iterator[LiveServer]:
+def serve_in_thread(services: Services, peers: Peers | None = None) -> Iterator[LiveServer]:
     """Run the app on 127.0.0.1:<free port> until the block ends (lifespan included)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(services),
+        create_app(services, peers),
         log_config=None,
         access_log=False,
         lifespan="on",

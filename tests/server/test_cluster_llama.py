@@ -17,18 +17,27 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ollamacli.config import Settings
-from ollamacli.parameters import OptionValue
 from ollamacli.service import build_services
-from ollamacli.service.models import CreateSpec
-from tests.server.conftest import LiveServer, free_port, serve_in_thread
+from tests.server.conftest import LiveServer, serve_in_thread
+from tests.server.metricstext import value
+from tests.server.raycluster import (
+    BASE,
+    LONG,
+    REPLICA,
+    SECOND,
+    Cluster,
+    generate_body,
+    make_store,
+    replica_of,
+    replicas_in,
+    running_cluster,
+)
 
 pytestmark = [
     pytest.mark.llama,
@@ -36,78 +45,16 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ollamacli[cluster]"),
 ]
 
-BASE = "smollm2:135m"
-SECOND = "second:latest"
-REPLICA = "X-Ollamacli-Replica"
-# A JSON array of at least 60 integers: the grammar forbids an early end, so the answer runs
-# exactly num_predict tokens, whatever the model's greedy words on this CPU.
-LONG = {"type": "array", "items": {"type": "integer"}, "minItems": 60}
-
-
-@dataclass
-class Cluster:
-    url: str
-    process: subprocess.Popen[str]
-    log: Path
-
-    def client(self, timeout: float = 120) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
-
-
-def _store(root: Path) -> Settings:
-    settings = Settings(data_dir=root / "data", models_dir=root / "models")
-    services = build_services(settings)
-    services.models.ensure(BASE)
-    parameters: dict[str, OptionValue] = {"temperature": 0.0, "num_ctx": 1024, "seed": 7}
-    services.models.create(SECOND, CreateSpec(from_model=BASE, parameters=parameters))
-    return settings
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return _store(tmp_path_factory.mktemp("cluster"))
+    return make_store(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture(scope="module")
 def cluster(store: Settings) -> Iterator[Cluster]:
-    port = free_port()
-    root = store.data_dir.parent
-    cleared = ("OLLAMA", "OLLAMACLI", "HF_", "RAY_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(cleared)}
-    env |= {
-        "HOME": str(root),
-        "OLLAMACLI_HOME": str(store.data_dir),
-        "OLLAMA_MODELS": str(store.models),
-        "OLLAMA_HOST": f"127.0.0.1:{port}",
-    }
-    log = root / "serve.log"
-    command = [sys.executable, "-m", "ollamacli", "serve", "--ray", "--replicas", "2"]
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while not _answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve --ray did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield Cluster(url, process, log)
-    finally:
-        process.send_signal(signal.SIGTERM)  # the driver deletes the app and stops Ray
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/", trust_env=False, timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
+    with running_cluster(store, "--replicas", "2") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -116,29 +63,13 @@ def plain(store: Settings) -> Iterator[LiveServer]:
         yield live
 
 
-def _generate(model: str, num_predict: int, **extra: object) -> dict[str, object]:
-    return {
-        "model": model,
-        "prompt": "List some numbers.",
-        "format": LONG,
-        "options": {"num_predict": num_predict, "temperature": 0, "seed": 1},
-        **extra,
-    }
-
-
-def _replica(response: httpx.Response) -> tuple[str, int]:
-    """(replica id, pid) of the replica that answered."""
-    replica, pid = response.headers[REPLICA].split(" pid=")
-    return replica, int(pid)
-
-
 def _served_by(cluster: Cluster, model: str) -> tuple[str, int]:
     with cluster.client() as client:
         response = client.post(
-            "/api/generate", json=_generate(model, 2, stream=False), headers={REPLICA: "1"}
+            "/api/generate", json=generate_body(model, 2, stream=False), headers={REPLICA: "1"}
         )
     assert response.status_code == 200, response.text
-    return _replica(response)
+    return replica_of(response)
 
 
 def test_two_replicas_serve_two_models_concurrently_each_on_its_own_replica(
@@ -152,10 +83,10 @@ def test_two_replicas_serve_two_models_concurrently_each_on_its_own_replica(
     def ask(model: str) -> None:
         with cluster.client() as client:
             response = client.post(
-                "/api/generate", json=_generate(model, 4, stream=False), headers={REPLICA: "1"}
+                "/api/generate", json=generate_body(model, 4, stream=False), headers={REPLICA: "1"}
             )
         assert response.status_code == 200, response.text
-        results.append((model, _replica(response), response.json()))
+        results.append((model, replica_of(response), response.json()))
 
     threads = [threading.Thread(target=ask, args=(m,)) for m in (BASE, SECOND, BASE, SECOND)]
     for thread in threads:
@@ -167,21 +98,31 @@ def test_two_replicas_serve_two_models_concurrently_each_on_its_own_replica(
         assert replica == (first if model == BASE else second)  # the model stayed where it loaded
         assert body["done"] is True
         assert body["eval_count"] == 4
-    # each replica's /api/ps lists only the model it holds
+    # /api/ps answers for the deployment, whichever replica takes it: both models, once each
     seen: dict[str, list[str]] = {}
     with cluster.client() as client:
         for _ in range(40):  # /api/ps goes to any replica: ask until both answered
             response = client.get("/api/ps", headers={REPLICA: "1"})
-            seen[_replica(response)[0]] = [m["name"] for m in response.json()["models"]]
+            seen[replica_of(response)[0]] = sorted(m["name"] for m in response.json()["models"])
             if len(seen) == 2:
                 break
-    assert seen == {first[0]: [BASE], second[0]: [SECOND]}
+    assert seen == {first[0]: [SECOND, BASE], second[0]: [SECOND, BASE]}
+    # /metrics too: each replica's series under its own `replica` label
+    with cluster.client() as client:
+        text = client.get("/metrics").text
+    assert value(text, "ollamacli_models_loaded", replica=first[0]) == 1
+    assert value(text, "ollamacli_models_loaded", replica=second[0]) == 1
+    assert value(text, "ollamacli_model_memory_bytes", model=BASE, replica=first[0]) > 0
+    assert value(text, "ollamacli_model_memory_bytes", model=SECOND, replica=first[0]) == 0
+    # 2 + 4 + 4 tokens of BASE, all on its replica (and what other tests asked before, if any)
+    assert value(text, "ollamacli_generation_tokens_total", model=BASE, replica=first[0]) >= 10
+    assert value(text, "ollamacli_generation_tokens_total", model=BASE, replica=second[0]) == 0
 
 
 def test_streaming_passes_through_the_ingress_chunk_by_chunk(
     cluster: Cluster, plain: LiveServer
 ) -> None:
-    body = _generate(BASE, 24, stream=True)
+    body = generate_body(BASE, 24, stream=True)
     arrivals: list[tuple[float, dict[str, Any]]] = []
     with (
         cluster.client() as client,
@@ -246,7 +187,7 @@ def test_a_constrained_generation_is_the_same_as_plain_serve(
     cluster: Cluster, plain: LiveServer
 ) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    body = {**_generate(SECOND, 12, stream=False), "format": schema, "prompt": "Pick a number."}
+    body = {**generate_body(SECOND, 12, stream=False), "format": schema, "prompt": "Pick a number."}
     with cluster.client() as ray, plain.client() as direct:
         first = ray.post("/api/generate", json=body), direct.post("/api/generate", json=body)
         # asked again, both reuse their whole cached prompt: the statistics agree too
@@ -263,11 +204,11 @@ def test_a_constrained_generation_is_the_same_as_plain_serve(
     assert one.headers["content-type"] == other.headers["content-type"]
 
 
-def test_a_client_that_goes_away_stops_its_generation_on_the_replica(cluster: Cluster) -> None:
+def test_a_client_that_goes_away_stops_its_generation_on_thereplica_of(cluster: Cluster) -> None:
     # at least 400 numbers (>= 800 tokens): half a minute of decoding unless the disconnect
     # stops it; the replica's request log line (relayed to `serve --ray`'s output) is written
     # when the request ends
-    body = {**_generate(BASE, 1500, stream=True), "format": {**LONG, "minItems": 400}}
+    body = {**generate_body(BASE, 1500, stream=True), "format": {**LONG, "minItems": 400}}
     headers = {"X-Request-ID": "leaves-early-1"}
     with (
         cluster.client() as client,
@@ -296,7 +237,7 @@ def test_a_killed_replica_fails_only_its_own_requests_and_ray_replaces_it(
 
     def stream(model: str) -> None:
         lines: list[dict[str, Any]] = []
-        body = _generate(model, 160, stream=True)
+        body = generate_body(model, 160, stream=True)
         with (
             cluster.client(timeout=60) as client,
             client.stream("POST", "/api/generate", json=body) as response,
@@ -331,8 +272,13 @@ def test_a_killed_replica_fails_only_its_own_requests_and_ray_replaces_it(
     with cluster.client() as client:
         while len(replicas - {victim[0], survivor[0]}) == 0:
             assert time.monotonic() < deadline, f"no new replica: {replicas}"
-            replicas.add(_replica(client.get("/api/ps", headers={REPLICA: "1"}))[0])
+            replicas.add(replica_of(client.get("/api/ps", headers={REPLICA: "1"}))[0])
             time.sleep(0.2)
+        # the dead replica's report leaves /metrics (a report is dropped after 15 s of silence)
+        while victim[0] in replicas_in(text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, "the killed replica still reports"
+            time.sleep(0.5)
+    assert value(text, "ollamacli_models_loaded", replica=survivor[0]) >= 1
 
 
 _OPTIONS = """
