@@ -25,7 +25,8 @@ the answer once any reasoning trace is split off (engine/thinking.py):
   arguments in a ```` ```json ```` fence, and tool outputs (`<｜tool▁outputs▁begin｜>…`) are
   dropped.
 
-A marker split over several pieces is held back until it is whole. Unlike Ollama, a qwen block
+A marker split over several pieces is held back until it is whole; a qwen call cut short by
+the end of the answer is dropped, as Ollama drops it. Unlike Ollama, a qwen block
 that does not parse comes out as content (Ollama fails the request), text between two DeepSeek
 call groups is kept, and a call is only read where the group's calls begin (Ollama skips text to
 the next call it can find).
@@ -140,9 +141,9 @@ class QwenCallStream:
 
     def finish(self) -> ToolOutput:
         held, self._held = self._held, ""
-        if self._inside:  # a call cut short: what the model wrote is content
+        if self._inside:  # a call cut short is lost, as in Ollama (no call, no content)
             self._inside = False
-            return ToolOutput(QWEN_OPEN + held)
+            return ToolOutput("")
         return ToolOutput(held.rstrip())
 
 
