@@ -10,9 +10,15 @@ writes `<think>` and `</think>` (server/images.go chatTemplateHasThinkingSupport
 blanks before the opening tag are skipped, blanks right after either tag are eaten, a tag
 split over several pieces is held back until it is whole, and output that does not open with
 the tag is content. Templates that already open the tag in the prompt (Qwen 3, DeepSeek R1)
-start the parser inside the trace; for Qwen 3.5 a `<tool_call>` also ends it (`breaks`), as
-that model may skip the closing tag before a call. Unlike Ollama, a trace with no closing tag at the end is
-flushed as thinking (a held partial tag included), never lost.
+start the parser inside the trace; `breaks` are tags that also end it. Unlike Ollama, a trace
+with no closing tag at the end is flushed as thinking (a held partial tag included), never lost.
+
+`FamilyTraceParser` is the trace reader of Ollama's own parsers for the families that name one
+(model/parsers/: qwen3-thinking, qwen3.5, deepseek3, cogito, olmo3-think), which differ from
+the template parser: they start inside the trace or not as the request says, never look for an
+opening tag (Qwen's skip one written at the very start), keep blanks at the start of the trace
+and trim them at its end, and for Qwen a `<tool_call>` also ends the trace, as that model may
+skip the closing tag before a call.
 """
 
 from __future__ import annotations

@@ -11,10 +11,13 @@ final event says so (`truncated`); with `truncate=False` such a request fails in
 Tools reach the prompt through the template (engine/tools.py), calls are split out of the
 answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
 Models that reason (engine/reasoning.py) think by default, as in Ollama; the trace streams as
-`ThinkingChunk`s apart from the answer (dropped when `think` is false), and earlier assistant
-turns of tag-thinking models lose any trace left in their content. A `format` or a forced tool
-call constrains only what follows the trace: the grammar lets the trace run free up to its
-closing tag (Ollama stops and restarts generation with the format once the trace closes).
+`ThinkingChunk`s apart from the answer (dropped when `think` is false, except that a family's own
+parser, which then reads no trace but for olmo3-think's, passes on what it reads, as Ollama's
+does; a prefilled answer and, for cogito, offered tools start it outside the trace), and
+earlier assistant turns of tag-thinking models lose any trace left in their content. A `format`
+or a forced tool call constrains only what follows the trace: the grammar lets the trace run
+free up to its closing tag (Ollama stops and restarts generation with the format once the trace
+closes).
 """
 
 from __future__ import annotations
