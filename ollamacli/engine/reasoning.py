@@ -11,7 +11,8 @@ model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollam
 where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
 olmo3-32b-think, qwen3.5, qwen3-coder), else with the GGUF's own Jinja template (which already reads
 `enable_thinking` and friends); a known PARSER picks the output reader of its family (and, for
-qwen3-coder, qwen3.5, deepseek3 and cogito, the tool-call reader of engine/familycalls.py); any
+qwen3, qwen3-thinking, qwen3-coder, qwen3.5, deepseek3 and cogito, the tool-call reader of
+engine/familycalls.py); any
 other name is refused when the model is created or pulled. For qwen3-thinking, qwen3.5,
 deepseek3, cogito and olmo3-think the trace is read as Ollama's parser of that name reads it
 (`FamilyTraceParser`: where it starts comes from the request, not the prompt).

@@ -5,12 +5,14 @@ streamed pieces, tags split over pieces, blanks around calls, typed values."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
 
 from ollamacli.engine.base import ToolCall
 from ollamacli.engine.familycalls import (
+    CallStream,
     DeepSeekCallStream,
     QwenCallStream,
     call_stream,
@@ -41,7 +43,7 @@ def xml_call(name: str, **params: str) -> str:
     return f"<function={name}>{inner}</function>"
 
 
-def run(stream: QwenCallStream | DeepSeekCallStream, pieces: Sequence[str]):
+def run(stream: CallStream, pieces: Sequence[str]):
     """Each piece's content, then the content and all calls including what `finish` gives."""
     contents: list[str] = []
     calls: list[ToolCall] = []
@@ -466,11 +468,71 @@ def test_qwen35_trace_ends_at_a_tool_call_without_a_closing_tag():
     assert (found.content, stream.finish().content) == ("", "")
 
 
-def test_only_the_four_parser_names_read_family_calls():
+def test_only_the_family_parser_names_read_family_calls():
     assert isinstance(call_stream("qwen3-coder", []), QwenCallStream)
+    assert isinstance(call_stream("qwen3-thinking", []), QwenCallStream)
     assert isinstance(call_stream("cogito", []), DeepSeekCallStream)
-    assert call_stream("qwen3", []) is None
+    assert call_stream("olmo3-think", []) is None
     assert call_stream(None, []) is None
+
+
+# -- qwen3 and qwen3-thinking: JSON in the blocks (qwen3_test.go) ---------------------------
+
+
+def json_call(name: str, **arguments: str) -> str:
+    return qwen(json.dumps({"name": name, "arguments": arguments}))
+
+
+@pytest.mark.parametrize(
+    ("pieces", "content", "names"),
+    [
+        ([json_call("get_weather", location="San Francisco", unit="celsius")], "", ["get_weather"]),
+        (
+            [
+                f"{json_call('first', a='1')}\n{json_call('second', b='2')}\n{json_call('third', c='3')}"
+            ],
+            "",
+            ["first", "second", "third"],
+        ),
+        (
+            [
+                json_call("first", a="1") + '<tool_call>{"name":"second","argu',
+                'ments":{"b":"2"}}</tool_call>',
+            ],
+            "",
+            ["first", "second"],
+        ),
+        (["Sure.\n" + json_call("f") + "\nDone."], "Sure.Done.", ["f"]),
+        # blanks after a call go only when they come in its piece (as in Ollama)
+        (list("Sure.\n" + json_call("f") + "\nDone."), "Sure.\nDone.", ["f"]),
+        (['<tool_call>{"name": ""}</tool_call>'], '<tool_call>{"name": ""}</tool_call>', []),
+        (["<tool_call>not json</tool_call>"], "<tool_call>not json</tool_call>", []),
+    ],
+    ids=["one", "three", "streamed", "text-around", "char-by-char", "empty-name", "not-json"],
+)
+def test_qwen3_json_calls(pieces, content, names):
+    """Read as each block closes, whether or not tools were offered; unlike Ollama, which
+    fails the request, a block that is not a call is content."""
+    stream = call_stream("qwen3", [])
+    assert stream is not None
+    _, whole, calls = run(stream, pieces)
+    assert (whole, [c.name for c in calls]) == (content, names)
+
+
+def test_qwen3_thinking_trace_ends_at_a_call():
+    """qwen3_test.go: a call written before `</think>` ends the trace and is read."""
+    style = PARSERS["qwen3-thinking"]
+    assert style is not None
+    reader, stream = output_reader(style, "<think>\n"), call_stream("qwen3-thinking", [])
+    assert stream is not None
+    pieces = [
+        "Let me think<tool_ca",
+        'll>{"name":"get_weather","arguments":{"location":"SF"}}</tool_call>',
+    ]
+    splits = [reader.push(p) for p in pieces] + [reader.finish()]
+    assert "".join(s.thinking for s in splits) == "Let me think"
+    _, whole, calls = run(stream, [s.content for s in splits])
+    assert (whole, calls) == ("", [ToolCall("get_weather", {"location": "SF"})])
 
 
 QWEN35_REPLY = """<think>

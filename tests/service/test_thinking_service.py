@@ -422,3 +422,16 @@ def test_harmony_call_arguments_that_are_not_json_fail_the_request(services, set
     assert next(stream) == ThinkingChunk("Weather needed.")
     with pytest.raises(EngineError, match=r"^error parsing tool call: raw='\{city: Paris\}'"):
         list(stream)
+
+
+def test_qwen3_thinking_reads_a_call_that_ends_the_trace_even_without_tools(
+    services, tmp_path, fake_factory
+):
+    """Ollama's qwen3 parser: a `<tool_call>` ends the trace, and calls are read whether or not
+    tools were offered."""
+    create(services, tmp_path, "q3", template=QWEN3, parser="qwen3-thinking")
+    fake_factory.enqueue(
+        "I need the weather.\n<tool_",
+        'call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    )
+    assert split(chat(services, "q3")) == ("I need the weather.", "", [PARIS])
