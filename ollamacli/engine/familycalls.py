@@ -4,6 +4,8 @@
 Ollama reads these in Go (model/parsers/); the streams below follow the same rules, applied to
 the answer once any reasoning trace is split off (engine/thinking.py):
 
+- `qwen3` and `qwen3-thinking` write `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`,
+  read block by block as the stream goes (the same rules as below, JSON inside).
 - `qwen3-coder` and `qwen3.5` write XML-like calls, one per block::
 
       <tool_call>
@@ -25,7 +27,8 @@ the answer once any reasoning trace is split off (engine/thinking.py):
   arguments in a ```` ```json ```` fence, and tool outputs (`<｜tool▁outputs▁begin｜>…`) are
   dropped.
 
-A marker split over several pieces is held back until it is whole. Unlike Ollama, a qwen block
+A marker split over several pieces is held back until it is whole; a qwen call cut short by
+the end of the answer is dropped, as Ollama drops it. Unlike Ollama, a qwen block
 that does not parse comes out as content (Ollama fails the request), text between two DeepSeek
 call groups is kept, and a call is only read where the group's calls begin (Ollama skips text to
 the next call it can find).
@@ -56,8 +59,9 @@ ToolSpec = Mapping[str, object]
 
 QWEN_OPEN, QWEN_CLOSE = "<tool_call>", "</tool_call>"
 QWEN_PARSERS = frozenset({"qwen3-coder", "qwen3.5"})
+QWEN3_PARSERS = frozenset({"qwen3", "qwen3-thinking"})
 DEEPSEEK_PARSERS = frozenset({"deepseek3", "cogito"})
-FAMILY_PARSERS = QWEN_PARSERS | DEEPSEEK_PARSERS
+FAMILY_PARSERS = QWEN_PARSERS | QWEN3_PARSERS | DEEPSEEK_PARSERS
 """Parser names whose tool calls this module reads."""
 
 _FUNCTION = re.compile(r"<function=([^>]+)>(.*?)</function>", re.DOTALL)
@@ -85,6 +89,8 @@ def call_stream(parser: str | None, tools: Sequence[ToolSpec]) -> CallStream | N
     parser reads calls whether or not tools were offered."""
     if parser in QWEN_PARSERS:
         return QwenCallStream(tools)
+    if parser in QWEN3_PARSERS:
+        return QwenCallStream(tools, json_calls=True)
     if parser in DEEPSEEK_PARSERS:
         return DeepSeekCallStream(cogito=parser == "cogito")
     return None
@@ -102,10 +108,12 @@ def _partial(text: str, tags: Sequence[str]) -> int:
 
 
 class QwenCallStream:
-    """`<tool_call>` blocks with `<function=…>` and `<parameter=…>` inside (qwen3-coder)."""
+    """`<tool_call>` blocks with `<function=…>` and `<parameter=…>` inside (qwen3-coder), or
+    with a JSON object (`json_calls`: qwen3)."""
 
-    def __init__(self, tools: Sequence[ToolSpec] = ()) -> None:
+    def __init__(self, tools: Sequence[ToolSpec] = (), *, json_calls: bool = False) -> None:
         self.tools = tuple(tools)
+        self.json_calls = json_calls
         self._held = ""
         self._inside = False
 
@@ -119,7 +127,9 @@ class QwenCallStream:
                 if not tag:
                     break  # a call is only read once it is whole
                 self._held, self._inside = rest.lstrip(), False
-                call = parse_qwen_call(body, self.tools)
+                call = (
+                    parse_qwen3_call(body) if self.json_calls else parse_qwen_call(body, self.tools)
+                )
                 if call is None:
                     content.append(QWEN_OPEN + body + QWEN_CLOSE)
                 else:
@@ -140,9 +150,9 @@ class QwenCallStream:
 
     def finish(self) -> ToolOutput:
         held, self._held = self._held, ""
-        if self._inside:  # a call cut short: what the model wrote is content
+        if self._inside:  # a call cut short is lost, as in Ollama (no call, no content)
             self._inside = False
-            return ToolOutput(QWEN_OPEN + held)
+            return ToolOutput("")
         return ToolOutput(held.rstrip())
 
 
@@ -157,6 +167,21 @@ def parse_qwen_call(raw: str, tools: Sequence[ToolSpec] = ()) -> ToolCall | None
     for parameter in _PARAMETER.finditer(body):
         key = parameter.group(1)
         arguments[key] = parse_value(parameter.group(2), types.get(key, ()))
+    return ToolCall(name=name, arguments=arguments)
+
+
+def parse_qwen3_call(raw: str) -> ToolCall | None:
+    """A call from a qwen3 `<tool_call>` block: `{"name": ..., "arguments": {...}}` (None when
+    it is not such an object or the name is empty)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    name, arguments = value.get("name"), value.get("arguments", {})
+    if not isinstance(name, str) or not name or not isinstance(arguments, dict):
+        return None
     return ToolCall(name=name, arguments=arguments)
 
 

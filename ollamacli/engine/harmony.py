@@ -12,7 +12,10 @@ only when asked (`SamplingConfig.special_tokens`).
 As in Ollama: a prompt that ends inside a message (a prefilled answer or trace) starts the
 reader in that message's channel, and function names are shown to the model as identifiers
 (`harmony_names`: "get weather" is written `get_weather`, duplicates numbered) and mapped back
-in the calls read.
+in the calls read. A call goes out whatever function it names (offered or not, gpt-oss's
+built-in tools included), and arguments that are not a JSON object (nothing at all included)
+fail the request with an `EngineError` (harmony/harmonyparser.go). Unlike Ollama, which reads
+one call when generation ends, each call is read when its message ends.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Literal
 from ollamacli.engine.base import ToolCall
 from ollamacli.engine.thinking import ThinkingSplit
 from ollamacli.engine.tools import function_of, tool_names
+from ollamacli.errors import EngineError
 
 START, HEADER_END, END = "<|start|>", "<|message|>", "<|end|>"
 ENDS = (END, "<|call|>", "<|return|>")
@@ -149,7 +153,6 @@ class HarmonyReader:
         self._held = START + "assistant"  # the prompt opened the first message
         self._state: Literal["start", "header", "body"] = "start"
         self._mode: _Mode = "content"
-        self._names = names
         self._originals = dict(zip(harmony_names(names), names, strict=True))
         self._tool = ""
         self._arguments = ""
@@ -226,13 +229,20 @@ class HarmonyReader:
         if self._mode == "tool" and self._tool:
             shown = self._tool.removeprefix("functions.")
             name = self._originals.get(shown, shown)
-            try:
-                arguments = json.loads(self._arguments) if self._arguments.strip() else {}
-            except ValueError:
-                arguments = None
-            if isinstance(arguments, dict) and (not self._names or name in self._names):
-                self._calls.append(ToolCall(name=name, arguments=arguments))
+            self._calls.append(ToolCall(name=name, arguments=_arguments(self._arguments)))
         self._mode, self._tool, self._arguments = "content", "", ""
+
+
+def _arguments(raw: str) -> dict[str, object]:
+    """A call's arguments; anything but a JSON object fails the request, as in Ollama
+    (HarmonyMessageHandler.Add: "error parsing tool call"), rather than losing the call."""
+    try:
+        arguments = json.loads(raw)
+    except ValueError as exc:
+        raise EngineError(f"error parsing tool call: raw='{raw}', err={exc}") from exc
+    if not isinstance(arguments, dict):
+        raise EngineError(f"error parsing tool call: raw='{raw}', err=not a JSON object")
+    return arguments
 
 
 def _until_end(text: str) -> tuple[str, str, str]:

@@ -11,8 +11,11 @@ model/parsers/) instead of a Go template. Here a known RENDERER renders as Ollam
 where engine/renderers.py has it (cogito, deepseek3.1, olmo3, olmo3.1, olmo3-think,
 olmo3-32b-think, qwen3.5, qwen3-coder), else with the GGUF's own Jinja template (which already reads
 `enable_thinking` and friends); a known PARSER picks the output reader of its family (and, for
-qwen3-coder, qwen3.5, deepseek3 and cogito, the tool-call reader of engine/familycalls.py); any
-other name is refused when the model is created or pulled.
+qwen3, qwen3-thinking, qwen3-coder, qwen3.5, deepseek3 and cogito, the tool-call reader of
+engine/familycalls.py); any
+other name is refused when the model is created or pulled. For qwen3-thinking, qwen3.5,
+deepseek3, cogito and olmo3-think the trace is read as Ollama's parser of that name reads it
+(`FamilyTraceParser`: where it starts comes from the request, not the prompt).
 """
 
 from __future__ import annotations
@@ -20,10 +23,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ollamacli.engine.thinking import OutputReader, TagThinkingParser, jinja_thinks, prompt_opens
+from ollamacli.engine.thinking import (
+    FamilyTraceParser,
+    OutputReader,
+    TagThinkingParser,
+    jinja_thinks,
+    prompt_opens,
+)
 from ollamacli.errors import ModelfileError
 
 ReaderKind = Literal["tags", "harmony"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParserInit:
+    """What a parser is told before the answer starts (Ollama's Parser.Init)."""
+
+    think: bool = True  # thinking is on (a level counts)
+    prefill: bool = False  # the conversation ends with an assistant turn that has content
+    tools: bool = False  # tools were offered
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyStart:
+    """Where one of Ollama's own parsers (model/parsers/) starts: inside the trace or not,
+    decided from the request and never from the prompt. A prefilled answer never starts
+    inside it."""
+
+    needs_think: bool = True  # only when thinking is on (olmo3-think: always)
+    without_tools: bool = False  # and only when no tools are offered (cogito)
+    lead_tag: bool = False  # one `<think>` the model writes anyway is skipped (Qwen)
+
+    def inside(self, init: ParserInit) -> bool:
+        """True when the answer begins inside the trace."""
+        if init.prefill or (self.needs_think and not init.think):
+            return False
+        return not (self.without_tools and init.tools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,23 +68,25 @@ class ThinkingStyle:
     kind: ReaderKind
     opening: str = "<think>"
     closing: str = "</think>"
-    breaks: tuple[str, ...] = ()  # tags that end the trace too (Qwen 3.5's `<tool_call>`)
+    breaks: tuple[str, ...] = ()  # tags that end the trace too (Qwen's `<tool_call>`)
+    family: FamilyStart | None = None  # read as Ollama's parser of that name reads it
 
 
 TAGS = ThinkingStyle("tags")
 HARMONY = ThinkingStyle("harmony")
+_QWEN = ThinkingStyle("tags", breaks=("<tool_call>",), family=FamilyStart(lead_tag=True))
 
 PARSERS: dict[str, ThinkingStyle | None] = {
     "qwen3": None,  # Qwen 3 instruct: no trace
-    "qwen3-thinking": TAGS,
-    "qwen3.5": ThinkingStyle("tags", breaks=("<tool_call>",)),
+    "qwen3-thinking": _QWEN,
+    "qwen3.5": _QWEN,
     "qwen3-coder": None,
     "qwen3-vl-instruct": None,
     "qwen3-vl-thinking": TAGS,
-    "deepseek3": TAGS,
-    "cogito": TAGS,
+    "deepseek3": ThinkingStyle("tags", family=FamilyStart()),
+    "cogito": ThinkingStyle("tags", family=FamilyStart(without_tools=True)),
     "olmo3": None,
-    "olmo3-think": TAGS,
+    "olmo3-think": ThinkingStyle("tags", family=FamilyStart(needs_think=False)),
     "ministral": None,
     "nemotron-3-nano": TAGS,
     "lfm2": None,
@@ -117,12 +154,26 @@ def thinking_style(source: str, kind: str, parser: str | None = None) -> Thinkin
     return TAGS if jinja_thinks(source) else None
 
 
-def output_reader(style: ThinkingStyle, prompt: str, names: tuple[str, ...] = ()) -> OutputReader:
-    """A fresh reader for one answer to `prompt` (which may already open the trace)."""
+def output_reader(
+    style: ThinkingStyle,
+    prompt: str,
+    names: tuple[str, ...] = (),
+    init: ParserInit | None = None,
+) -> OutputReader:
+    """A fresh reader for one answer to `prompt` (which may already open the trace); a
+    family's own parser starts as `init` says (default: thinking on, no prefill, no tools)."""
     if style.kind == "harmony":
         from ollamacli.engine.harmony import HarmonyReader
 
         return HarmonyReader(names, prompt)
+    if style.family is not None:
+        return FamilyTraceParser(
+            inside=style.family.inside(init or ParserInit()),
+            lead_tag=style.family.lead_tag,
+            opening=style.opening,
+            closing=style.closing,
+            breaks=style.breaks,
+        )
     opened = prompt_opens(prompt, style.opening)
     return TagThinkingParser(style.opening, style.closing, opened=opened, breaks=style.breaks)
 

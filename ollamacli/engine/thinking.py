@@ -10,9 +10,15 @@ writes `<think>` and `</think>` (server/images.go chatTemplateHasThinkingSupport
 blanks before the opening tag are skipped, blanks right after either tag are eaten, a tag
 split over several pieces is held back until it is whole, and output that does not open with
 the tag is content. Templates that already open the tag in the prompt (Qwen 3, DeepSeek R1)
-start the parser inside the trace; for Qwen 3.5 a `<tool_call>` also ends it (`breaks`), as
-that model may skip the closing tag before a call. Unlike Ollama, a trace with no closing tag at the end is
-flushed as thinking (a held partial tag included), never lost.
+start the parser inside the trace; `breaks` are tags that also end it. Unlike Ollama, a trace
+with no closing tag at the end is flushed as thinking (a held partial tag included), never lost.
+
+`FamilyTraceParser` is the trace reader of Ollama's own parsers for the families that name one
+(model/parsers/: qwen3-thinking, qwen3.5, deepseek3, cogito, olmo3-think), which differ from
+the template parser: they start inside the trace or not as the request says, never look for an
+opening tag (Qwen's skip one written at the very start), keep blanks at the start of the trace
+and trim them at its end, and for Qwen a `<tool_call>` also ends the trace, as that model may
+skip the closing tag before a call.
 """
 
 from __future__ import annotations
@@ -165,6 +171,106 @@ class TagThinkingParser:
         keep = max(_overlap(held, tag) for tag in (self.closing, *self.breaks))
         self._held = held[len(held) - keep :]
         return held[: len(held) - keep], "", False
+
+
+_FamilyState = Literal["lead", "thinking", "eat_close", "content"]
+
+
+class FamilyTraceParser:
+    """The trace reader of Ollama's own parsers (model/parsers/: qwen3-thinking, qwen3.5,
+    deepseek3, cogito, olmo3-think).
+
+    Unlike the template parser above, these never look at the prompt or for an opening tag:
+    the answer starts inside the trace or not (`inside`, decided from the request before the
+    first token), and once the trace has closed, everything is the answer, a `<think>` the
+    model writes again included. Blanks at the start of the trace are kept; those at its end
+    are held back and dropped at the closing tag, and those after the tag are eaten. With
+    `lead_tag` (Qwen 3, Qwen 3.5) one `<think>` the model writes at the start although the
+    prompt opened the trace is skipped, with the blanks after it; a later one is part of the
+    trace. `breaks` end the trace too and begin the answer (Qwen's `<tool_call>`). Unlike
+    Ollama, a partial closing tag still held at the end is flushed as thinking."""
+
+    def __init__(
+        self,
+        *,
+        inside: bool,
+        lead_tag: bool = False,
+        opening: str = "<think>",
+        closing: str = "</think>",
+        breaks: tuple[str, ...] = (),
+    ) -> None:
+        self.opening = opening
+        self.closing = closing
+        self.breaks = breaks
+        self.state: _FamilyState = ("lead" if lead_tag else "thinking") if inside else "content"
+        self._held = ""
+        self._trim = False  # the blanks after a skipped leading tag are not the trace
+
+    def push(self, text: str) -> ThinkingSplit:
+        """Add a piece of output; returns what is certain now (either part may be empty)."""
+        self._held += text
+        thinking: list[str] = []
+        content: list[str] = []
+        again = True
+        while again:
+            piece_thinking, piece_content, again = self._step()
+            thinking.append(piece_thinking)
+            content.append(piece_content)
+        return ThinkingSplit("".join(thinking), "".join(content))
+
+    def finish(self) -> ThinkingSplit:
+        """What is still held at the end: a trace's held blanks go, a partial tag stays."""
+        held, self._held = self._held, ""
+        if self.state == "content":
+            return ThinkingSplit(content=held)
+        if self.state == "eat_close":
+            return ThinkingSplit()
+        return ThinkingSplit(thinking=held.strip())
+
+    def _step(self) -> tuple[str, str, bool]:
+        """One transition: (thinking, content, keep going)."""
+        held = self._held
+        if self.state == "content":
+            self._held = ""
+            return "", held, False
+        if self.state == "eat_close":
+            self._held = held.lstrip()
+            if self._held:
+                self.state = "content"
+            return "", "", bool(self._held)
+        if self.state == "lead":
+            return self._lead(held)
+        return self._thinking(held)
+
+    def _lead(self, held: str) -> tuple[str, str, bool]:
+        trimmed = held.lstrip()
+        if trimmed.startswith(self.opening):
+            self._held = trimmed[len(self.opening) :].lstrip()
+            self.state, self._trim = "thinking", True
+            return "", "", True
+        if self.opening.startswith(trimmed):
+            return "", "", False  # blanks, or the tag may still be arriving
+        self.state = "thinking"  # no tag: the trace begins here, blanks and all
+        return "", "", True
+
+    def _thinking(self, held: str) -> tuple[str, str, bool]:
+        if self._trim:
+            held = self._held = held.lstrip()
+            if not held:
+                return "", "", False
+            self._trim = False
+        marks = [(held.find(tag), tag) for tag in (self.closing, *self.breaks) if tag in held]
+        if marks:
+            index, tag = min(marks)
+            if tag == self.closing:
+                self._held, self.state = held[index + len(tag) :], "eat_close"
+            else:  # the model went on to a tool call without closing the trace
+                self._held, self.state = held[index:], "content"
+            return held[:index].rstrip(), "", True
+        keep = max(_overlap(held, tag) for tag in (self.closing, *self.breaks))
+        cut = len(held[: len(held) - keep].rstrip())  # blanks may be the end of the trace
+        self._held = held[cut:]
+        return held[:cut], "", False
 
 
 def _overlap(text: str, tag: str) -> int:

@@ -11,10 +11,13 @@ final event says so (`truncated`); with `truncate=False` such a request fails in
 Tools reach the prompt through the template (engine/tools.py), calls are split out of the
 answer as it streams, and a `tool_choice` that requires a call constrains decoding to one.
 Models that reason (engine/reasoning.py) think by default, as in Ollama; the trace streams as
-`ThinkingChunk`s apart from the answer (dropped when `think` is false), and earlier assistant
-turns of tag-thinking models lose any trace left in their content. A `format` or a forced tool
-call constrains only what follows the trace: the grammar lets the trace run free up to its
-closing tag (Ollama stops and restarts generation with the format once the trace closes).
+`ThinkingChunk`s apart from the answer (dropped when `think` is false, except that a family's own
+parser, which then reads no trace but for olmo3-think's, passes on what it reads, as Ollama's
+does; a prefilled answer and, for cogito, offered tools start it outside the trace), and
+earlier assistant turns of tag-thinking models lose any trace left in their content. A `format`
+or a forced tool call constrains only what follows the trace: the grammar lets the trace run
+free up to its closing tag (Ollama stops and restarts generation with the format once the trace
+closes).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ollamacli.engine.harmony import forced_call_grammar as harmony_call_grammar
 from ollamacli.engine.harmony import shown_tools
 from ollamacli.engine.options import load_config, sampling_config
 from ollamacli.engine.reasoning import (
+    ParserInit,
     ThinkingStyle,
     grammar_after_trace,
     output_reader,
@@ -138,11 +142,16 @@ class _Reasoning:
     think: ThinkValue
     parser: str | None = None  # the model's PARSER name, if its config has one
 
-    def reader(self, prompt: _Prompt, names: tuple[str, ...] = ()) -> OutputReader | None:
+    def reader(
+        self, prompt: _Prompt, names: tuple[str, ...] = (), *, prefill: bool = False
+    ) -> OutputReader | None:
+        """A reader for one answer (`names`: the functions offered; `prefill`: the answer goes
+        on with an assistant turn the conversation ends with)."""
         if self.style is None:
             return None
         text = prompt.content if isinstance(prompt.content, str) else prompt.text
-        return output_reader(self.style, text, names)
+        init = ParserInit(think_enabled(self.render_think()), prefill, bool(names))
+        return output_reader(self.style, text, names, init)
 
     @property
     def harmony(self) -> bool:
@@ -263,7 +272,8 @@ class ChatService:
                 sampling = dataclasses.replace(sampling, grammar=grammar)
             sampling = _with_special(sampling, reasoning)
             splitter = _call_splitter(reasoning, tools, template)
-            reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools))
+            prefill = conversation[-1].role == "assistant" and bool(conversation[-1].content)
+            reader = _TraceReader.of(reasoning, prompt, tool_names(tools.tools), prefill=prefill)
             yield from self._stream(lease, prompt, sampling, started, cancel, (reader, splitter))
 
     def generate(
@@ -496,12 +506,20 @@ class _TraceReader:
 
     @classmethod
     def of(
-        cls, reasoning: _Reasoning, prompt: _Prompt, names: tuple[str, ...] = ()
+        cls,
+        reasoning: _Reasoning,
+        prompt: _Prompt,
+        names: tuple[str, ...] = (),
+        *,
+        prefill: bool = False,
     ) -> _TraceReader | None:
-        reader = reasoning.reader(prompt, names)
+        reader = reasoning.reader(prompt, names, prefill=prefill)
         if reader is None:
             return None
-        return cls(reader, think_enabled(reasoning.render_think()))
+        # A family's own parser already knows whether to read a trace, and what it reads goes
+        # out as Ollama sends it (olmo3-think thinks whatever `think` says).
+        family = reasoning.style is not None and reasoning.style.family is not None
+        return cls(reader, family or think_enabled(reasoning.render_think()))
 
     def split(self, text: str | None) -> ThinkingSplit:
         """Trace and answer in a piece of output (None: the end of the output)."""

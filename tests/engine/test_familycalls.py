@@ -5,12 +5,14 @@ streamed pieces, tags split over pieces, blanks around calls, typed values."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
 
 from ollamacli.engine.base import ToolCall
 from ollamacli.engine.familycalls import (
+    CallStream,
     DeepSeekCallStream,
     QwenCallStream,
     call_stream,
@@ -41,7 +43,7 @@ def xml_call(name: str, **params: str) -> str:
     return f"<function={name}>{inner}</function>"
 
 
-def run(stream: QwenCallStream | DeepSeekCallStream, pieces: Sequence[str]):
+def run(stream: CallStream, pieces: Sequence[str]):
     """Each piece's content, then the content and all calls including what `finish` gives."""
     contents: list[str] = []
     calls: list[ToolCall] = []
@@ -115,11 +117,24 @@ def test_qwen_unicode_around_calls():
     assert whole == "完成 ✅"
 
 
-def test_a_qwen_block_that_is_not_a_call_is_content_and_a_cut_call_too():
+def test_a_qwen_block_that_is_not_a_call_is_content():
     _, whole, calls = run(QwenCallStream(), ["see <tool_call>abc</tool_call> here"])
     assert (whole, calls) == ("see<tool_call>abc</tool_call>here", [])
-    _, whole, calls = run(QwenCallStream(), ["x <tool_call><function=f><parameter=a>"])
-    assert (whole, calls) == ("x<tool_call><function=f><parameter=a>", [])
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["Before<tool_call><function=get_weather>"],
+        ["Before", " <tool_", "call>\n<function=get_weather>\n<parameter=city>\nPar"],
+    ],
+    ids=["whole", "streamed"],
+)
+def test_a_qwen_call_cut_short_is_dropped_as_ollama_drops_it(pieces):
+    """Ollama's "truncated tool call" case (model/parsers/qwen38_test.go): the text before
+    stays, the unfinished call is neither a call nor content."""
+    _, whole, calls = run(QwenCallStream(), pieces)
+    assert (whole, calls) == ("Before", [])
 
 
 # -- qwen3-coder: one call --------------------------------------------------------------
@@ -445,15 +460,159 @@ def test_qwen35_trace_ends_at_a_tool_call_without_a_closing_tag():
     assert stream is not None
     first = reader.push("I need the weather.\n<tool")
     second = reader.push("_call>\n" + xml_call("get_weather", city="\nParis\n") + "\n</tool_call>")
-    assert (first.thinking, first.content) == ("I need the weather.\n", "")  # "<tool" waits
+    # "<tool" waits, and the blanks before it are not part of the trace
+    assert (first.thinking, first.content) == ("I need the weather.", "")
     assert second.thinking == ""
     found = stream.feed(second.content)
     assert found.calls == (ToolCall("get_weather", {"city": "Paris"}),)
     assert (found.content, stream.finish().content) == ("", "")
 
 
-def test_only_the_four_parser_names_read_family_calls():
+def test_only_the_family_parser_names_read_family_calls():
     assert isinstance(call_stream("qwen3-coder", []), QwenCallStream)
+    assert isinstance(call_stream("qwen3-thinking", []), QwenCallStream)
     assert isinstance(call_stream("cogito", []), DeepSeekCallStream)
-    assert call_stream("qwen3", []) is None
+    assert call_stream("olmo3-think", []) is None
     assert call_stream(None, []) is None
+
+
+# -- qwen3 and qwen3-thinking: JSON in the blocks (qwen3_test.go) ---------------------------
+
+
+def json_call(name: str, **arguments: str) -> str:
+    return qwen(json.dumps({"name": name, "arguments": arguments}))
+
+
+@pytest.mark.parametrize(
+    ("pieces", "content", "names"),
+    [
+        ([json_call("get_weather", location="San Francisco", unit="celsius")], "", ["get_weather"]),
+        (
+            [
+                f"{json_call('first', a='1')}\n{json_call('second', b='2')}\n{json_call('third', c='3')}"
+            ],
+            "",
+            ["first", "second", "third"],
+        ),
+        (
+            [
+                json_call("first", a="1") + '<tool_call>{"name":"second","argu',
+                'ments":{"b":"2"}}</tool_call>',
+            ],
+            "",
+            ["first", "second"],
+        ),
+        (["Sure.\n" + json_call("f") + "\nDone."], "Sure.Done.", ["f"]),
+        # blanks after a call go only when they come in its piece (as in Ollama)
+        (list("Sure.\n" + json_call("f") + "\nDone."), "Sure.\nDone.", ["f"]),
+        (['<tool_call>{"name": ""}</tool_call>'], '<tool_call>{"name": ""}</tool_call>', []),
+        (["<tool_call>not json</tool_call>"], "<tool_call>not json</tool_call>", []),
+    ],
+    ids=["one", "three", "streamed", "text-around", "char-by-char", "empty-name", "not-json"],
+)
+def test_qwen3_json_calls(pieces, content, names):
+    """Read as each block closes, whether or not tools were offered; unlike Ollama, which
+    fails the request, a block that is not a call is content."""
+    stream = call_stream("qwen3", [])
+    assert stream is not None
+    _, whole, calls = run(stream, pieces)
+    assert (whole, [c.name for c in calls]) == (content, names)
+
+
+def test_qwen3_thinking_trace_ends_at_a_call():
+    """qwen3_test.go: a call written before `</think>` ends the trace and is read."""
+    style = PARSERS["qwen3-thinking"]
+    assert style is not None
+    reader, stream = output_reader(style, "<think>\n"), call_stream("qwen3-thinking", [])
+    assert stream is not None
+    pieces = [
+        "Let me think<tool_ca",
+        'll>{"name":"get_weather","arguments":{"location":"SF"}}</tool_call>',
+    ]
+    splits = [reader.push(p) for p in pieces] + [reader.finish()]
+    assert "".join(s.thinking for s in splits) == "Let me think"
+    _, whole, calls = run(stream, [s.content for s in splits])
+    assert (whole, calls) == ("", [ToolCall("get_weather", {"location": "SF"})])
+
+
+QWEN35_REPLY = """<think>
+Need weather and UV for Montréal.
+</think>
+
+I'll check both.
+
+<tool_call>
+<function=get_weather>
+<parameter=city>
+Montréal
+</parameter>
+</function>
+</tool_call>
+<tool_call>
+<function=set_uv_threshold>
+<parameter=index>
+5
+</parameter>
+</function>
+</tool_call>"""
+"""A qwen3.5 reply that writes `<think>` although the prompt opened it (qwen38_test.go)."""
+
+
+def read_qwen35(pieces: Sequence[str], tools: Sequence[dict[str, object]] = ()):
+    """Trace, answer and calls of a qwen3.5 reply, read as the chat service reads it."""
+    style = PARSERS["qwen3.5"]
+    assert style is not None
+    reader = output_reader(style, "<|im_start|>assistant\n<think>\n")
+    stream = call_stream("qwen3.5", tools)
+    assert stream is not None
+    thinking, content = "", ""
+    calls: list[ToolCall] = []
+    for split in [*(reader.push(p) for p in pieces), reader.finish()]:
+        thinking += split.thinking
+        found = stream.feed(split.content)
+        content, calls = content + found.content, [*calls, *found.calls]
+    rest = stream.finish()
+    return thinking, content + rest.content, [*calls, *rest.calls]
+
+
+def test_qwen35_reply_read_the_same_at_every_split():
+    """Ollama's reference continuation, cut in two at every point and fed a character at a
+    time: the leading `<think>` is skipped, the blanks around the trace and before the calls
+    go, and both calls are read with typed arguments."""
+    tools = [
+        tool("get_weather", city={"type": "string"}),
+        tool("set_uv_threshold", index={"type": "integer"}),
+    ]
+    expected = (
+        "Need weather and UV for Montréal.",
+        "I'll check both.",
+        [ToolCall("get_weather", {"city": "Montréal"}), ToolCall("set_uv_threshold", {"index": 5})],
+    )
+    for cut in range(len(QWEN35_REPLY) + 1):
+        assert read_qwen35([QWEN35_REPLY[:cut], QWEN35_REPLY[cut:]], tools) == expected, cut
+    assert read_qwen35(list(QWEN35_REPLY), tools) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (
+            "Plan</think>ordinary <tool_calling> marker.",
+            ("Plan", "ordinary <tool_calling> marker.", []),
+        ),
+        ("Plan</think>Before<tool_call><function=get_weather>", ("Plan", "Before", [])),
+        (
+            "Plan</think>I'll look.\n<think>again?</think>" + qwen(xml_call("t")),
+            ("Plan", "I'll look.\n<think>again?</think>", [ToolCall("t", {})]),
+        ),
+        (
+            "<think>\nNeed weather lookup<tool_call><function=t></function></tool_call>",
+            ("Need weather lookup", "", [ToolCall("t", {})]),
+        ),
+    ],
+    ids=["control-like-text", "truncated-call", "think-reopened-after-the-trace", "call-in-trace"],
+)
+def test_qwen35_replies_as_ollama_reads_them(reply, expected):
+    """qwen38_test.go's malformed cases, and a `<think>` the model opens again after its trace
+    closed: from then on everything is the answer, tags included, as in Ollama."""
+    assert read_qwen35([reply]) == expected

@@ -16,6 +16,7 @@ from ollamacli.engine.harmony import (
     shown_tools,
 )
 from ollamacli.engine.thinking import ThinkingSplit
+from ollamacli.errors import EngineError
 
 GET_WEATHER = ("assistant", "analysis", "functions.get_weather")
 
@@ -195,3 +196,42 @@ def test_renamed_functions_are_mapped_back_in_calls():
     reader = HarmonyReader(("get weather",))
     split = reader.push('<|channel|>commentary to=functions.get_weather<|message|>{"a": 1}<|end|>')
     assert split.calls == (ToolCall("get weather", {"a": 1}),)
+
+
+# -- arguments that are not JSON (harmony/harmonyparser.go, HarmonyMessageHandler.Add) --------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ('{"city": "Par', "Unterminated string"),
+        ("city=Paris", "Expecting value"),
+        ("", "Expecting value"),
+        ('["Paris"]', "not a JSON object"),
+    ],
+    ids=["cut-short", "not-json", "nothing", "an-array"],
+)
+def test_call_arguments_that_are_not_a_json_object_fail_the_request(arguments, reason):
+    """Ollama fails the request ("error parsing tool call: raw=..."), it neither drops the
+    call nor hands back the raw text."""
+    reader = HarmonyReader(("get_weather",))
+    reader.push("<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>")
+    reader.push(arguments)
+    with pytest.raises(EngineError, match=reason) as failed:
+        reader.push("<|call|>")
+    assert str(failed.value).startswith(f"error parsing tool call: raw='{arguments}', err=")
+
+
+def test_a_call_cut_short_by_the_end_of_the_output_fails_too():
+    reader = HarmonyReader(("get_weather",))
+    reader.push('<|channel|>commentary to=functions.get_weather<|message|>{"city": ')
+    with pytest.raises(EngineError, match="error parsing tool call"):
+        reader.finish()
+
+
+def test_calls_to_built_in_or_unoffered_tools_are_handed_back():
+    reader = HarmonyReader(("get_weather",))
+    split = reader.push(
+        '<|channel|>analysis to=browser.search<|message|>{"query": "weather"}<|call|>'
+    )
+    assert split.calls == (ToolCall("browser.search", {"query": "weather"}),)

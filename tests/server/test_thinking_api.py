@@ -17,10 +17,10 @@ from openai.types.responses import (
 )
 
 from ollamacli.service.models import CreateSpec
-from tests.factories import make_tiny_gguf
+from tests.factories import WEATHER_TOOL, make_tiny_gguf
 from tests.fakes import FakeFactory
 from tests.server.conftest import LiveServer, named_events, ndjson_lines, sse_events
-from tests.service.test_thinking_service import OPENS
+from tests.service.test_thinking_service import HARMONY_JINJA, OPENS
 
 ASK = [{"role": "user", "content": "Why?"}]
 
@@ -105,6 +105,32 @@ def test_thinking_errors_are_ollamas(live: LiveServer) -> None:
     assert invalid.status_code == 400
     assert "invalid think value" in invalid.json()["error"]
     assert off.status_code == 200
+
+
+def test_a_harmony_call_with_arguments_that_are_not_json_is_ollamas_error(
+    live: LiveServer, fake_factory: FakeFactory, tmp_path: Path
+) -> None:
+    """Ollama's harmony parser fails the request: a 500 when not streaming, an error line
+    after the trace when streaming."""
+    fake_factory.chat_template = HARMONY_JINJA
+    gguf = make_tiny_gguf(tmp_path / "oss.gguf")
+    live.services.models.create("oss", CreateSpec(from_file=gguf, parser="harmony"))
+    reply = (
+        "<|channel|>analysis<|message|>Weather needed.<|end|>",
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather<|message|>",
+        "{city: Paris}",
+    )
+    fake_factory.enqueue(*reply)
+    fake_factory.enqueue(*reply)
+    body = {"model": "oss", "messages": ASK, "tools": [WEATHER_TOOL], "stream": False}
+    with live.client() as client:
+        whole = client.post("/api/chat", json=body)
+        streamed = ndjson_lines(client.post("/api/chat", json={**body, "stream": True}))
+    error = "error parsing tool call: raw='{city: Paris}', err="
+    assert whole.status_code == 500
+    assert whole.json()["error"].startswith(error)
+    assert streamed[0]["message"]["thinking"] == "Weather needed."
+    assert streamed[-1]["error"].startswith(error)
 
 
 def test_openai_reasoning_effort_in_and_reasoning_out(

@@ -13,7 +13,7 @@ from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk, ToolCall
 from ollamacli.engine.llama import format_grammar
 from ollamacli.engine.tools import ToolChoice
-from ollamacli.errors import InvalidRequestError, ModelfileError
+from ollamacli.errors import EngineError, InvalidRequestError, ModelfileError
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import (
     ChatDone,
@@ -359,3 +359,79 @@ def test_a_forced_call_of_a_harmony_model_follows_its_analysis(services, setting
         '<|message|>" call0-root'
     ) in grammar
     assert "call1-" not in grammar  # only the function tool_choice names
+
+
+# -- the families' own parsers (Ollama's model/parsers/) ---------------------------------------
+
+
+def test_qwen35_skips_a_think_it_writes_again_and_keeps_one_after_the_trace(
+    services, tmp_path, fake_factory
+):
+    """The prompt opened the trace; Ollama's qwen3.5 parser skips one `<think>` the model
+    writes at the start anyway, and once the trace has closed a `<think>` is answer text."""
+    create(services, tmp_path, "qwen35", renderer="qwen3.5", parser="qwen3.5")
+    fake_factory.enqueue("<think>", "\nLet me think...\n", "</think>\n\n", "Answer.")
+    fake_factory.enqueue("Plan</think>Sure. <think>more</think> Done.")
+    assert split(chat(services, "qwen35")) == ("Let me think...", "Answer.", [])
+    assert split(chat(services, "qwen35")) == ("Plan", "Sure. <think>more</think> Done.", [])
+
+
+def test_qwen35_think_false_or_a_prefill_reads_no_trace(services, tmp_path, fake_factory):
+    """As Ollama's parser: with thinking off, or going on with a prefilled answer, the output
+    is all answer, a trace the model writes anyway included."""
+    create(services, tmp_path, "qwen35", renderer="qwen3.5", parser="qwen3.5")
+    fake_factory.enqueue("<think>sneaky</think>Answer.")
+    fake_factory.enqueue(" and continued</think>")
+    assert split(chat(services, "qwen35", think=False)) == (
+        "",
+        "<think>sneaky</think>Answer.",
+        [],
+    )
+    prefill = (*ASK, ChatMessage("assistant", "Prefilled start"))
+    assert split(chat(services, "qwen35", prefill)) == ("", " and continued</think>", [])
+
+
+def test_cogito_reads_no_trace_when_tools_are_offered(services, tmp_path, fake_factory):
+    """Ollama's cogito parser thinks only without tools (its renderer still opens the tag)."""
+    create(services, tmp_path, "cogito", renderer="cogito", parser="cogito")
+    fake_factory.enqueue("Hmm.</think>Hi.")
+    fake_factory.enqueue("Hmm.</think>Hi.")
+    assert split(chat(services, "cogito")) == ("Hmm.", "Hi.", [])
+    assert split(chat(services, "cogito", tools=(WEATHER_TOOL,))) == ("", "Hmm.</think>Hi.", [])
+
+
+def test_olmo3_think_always_thinks(services, tmp_path, fake_factory):
+    """Ollama's olmo3-think parser reads a trace whatever `think` says, and the trace goes out."""
+    create(services, tmp_path, "olmo", renderer="olmo3-think", parser="olmo3-think")
+    fake_factory.enqueue("  Some thinking  </think>  Content here  ")
+    assert split(chat(services, "olmo", think=False)) == ("  Some thinking", "Content here  ", [])
+
+
+def test_harmony_call_arguments_that_are_not_json_fail_the_request(services, settings, tmp_path):
+    """Ollama's harmony parser fails the request ("error parsing tool call"), after what it
+    had already sent."""
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    factory.enqueue(
+        "<|channel|>analysis<|message|>Weather needed.<|end|>",
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+        "<|message|>{city: Paris}",
+    )
+    stream = services.chat.chat(ChatRequest("oss", ASK, tools=(WEATHER_TOOL,)))
+    assert next(stream) == ThinkingChunk("Weather needed.")
+    with pytest.raises(EngineError, match=r"^error parsing tool call: raw='\{city: Paris\}'"):
+        list(stream)
+
+
+def test_qwen3_thinking_reads_a_call_that_ends_the_trace_even_without_tools(
+    services, tmp_path, fake_factory
+):
+    """Ollama's qwen3 parser: a `<tool_call>` ends the trace, and calls are read whether or not
+    tools were offered."""
+    create(services, tmp_path, "q3", template=QWEN3, parser="qwen3-thinking")
+    fake_factory.enqueue(
+        "I need the weather.\n<tool_",
+        'call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    )
+    assert split(chat(services, "q3")) == ("I need the weather.", "", [PARIS])
