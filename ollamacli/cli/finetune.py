@@ -96,6 +96,12 @@ def finetune(
         min=0,
         help="Add N copies of each question with one character (Chinese) or word left out.",
     ),
+    augment_codeswitch: int = typer.Option(
+        0,
+        "--augment-codeswitch",
+        min=0,
+        help="Add N copies of each Chinese question with words in English (CC-CEDICT glosses).",
+    ),
     augment_with: str | None = typer.Option(
         None, "--augment-with", help="Ask this model for the --augment rewrites instead."
     ),
@@ -174,6 +180,7 @@ def finetune(
         eval_data=eval_data,
         augment=augment,
         augment_deletions=augment_deletions,
+        augment_codeswitch=augment_codeswitch,
         keep_base=keep_base,
         system=system,
     )

@@ -25,6 +25,7 @@ from ollamacli.finetune.augment import (
     deletion_paraphraser,
     rule_paraphraser,
 )
+from ollamacli.finetune.codeswitch import codeswitch_paraphraser
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
@@ -71,6 +72,8 @@ class FinetuneRequest:
     augment: int = 0  # rewrites of each question added before training (--augment N)
     augment_deletions: int = 0
     """Rewrites of each question with one character or word left out (--augment-deletions N)."""
+    augment_codeswitch: int = 0
+    """Rewrites of each Chinese question with words in English (--augment-codeswitch N)."""
     keep_base: int = 0
     """General questions answered by BASE itself, trained alongside (--keep-base N)."""
     system: str | None = None
@@ -209,6 +212,10 @@ def _augmented(
     if request.augment_deletions:
         cut = deletion_paraphraser(request.training.seed)
         examples += augment(rows, cut, request.augment_deletions, label="deletion")[len(rows) :]
+    if request.augment_codeswitch:
+        switch = codeswitch_paraphraser(request.training.seed)
+        added = augment(rows, switch, request.augment_codeswitch, label="codeswitch")
+        examples += added[len(rows) :]
     return examples
 
 
