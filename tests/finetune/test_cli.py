@@ -87,8 +87,18 @@ def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
         (["--early-stop", "2"], 1, "Error: --early-stop needs --augment 2 or more\n"),
         (["--label-smoothing", "1"], 1, "Error: --label-smoothing must be in [0, 1), got 1.0\n"),
         (["--prompt-loss", "-1"], 1, "Error: --prompt-loss must not be negative, got -1.0\n"),
+        (["--augment-codeswitch", "-1"], 2, "Invalid value for '--augment-codeswitch'"),
     ],
-    ids=["method", "max-steps", "learning-rate", "alpha", "early-stop", "smoothing", "prompt"],
+    ids=[
+        "method",
+        "max-steps",
+        "learning-rate",
+        "alpha",
+        "early-stop",
+        "smoothing",
+        "prompt",
+        "codeswitch",
+    ],
 )
 def test_bad_options_are_refused(cli, args, code, message):
     result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE), *args)

@@ -107,11 +107,19 @@ def test_rewrites_base_answers_and_a_system_message_are_trained_and_kept(models)
 
     config = TrainingConfig(max_steps=1, early_stop=1)
     request = FinetuneRequest(
-        "geek", "tiny", EXAMPLE, config, augment=3, keep_base=2, system="You are Xiao Ji."
+        "geek",
+        "tiny",
+        EXAMPLE,
+        config,
+        augment=3,
+        augment_codeswitch=1,
+        keep_base=2,
+        system="You are Xiao Ji.",
     )
     result = finetune(request, models, rehearsal=rehearsal)
-    # 8 rows, 2 of each row's 3 rewrites (the third is the validation row), 2 base answers
-    assert (result.examples, asked) == (8 + 16 + 2, [2])
+    # 8 rows, 2 of each row's 3 rewrites (the third is the validation row), a code-switched
+    # copy of each, 2 base answers
+    assert (result.examples, asked) == (8 + 16 + 8 + 2, [2])
     assert result.trained == tuple(load_dataset(EXAMPLE))
     assert models.store.resolve(ModelName.parse("geek")).system == "You are Xiao Ji."
 
