@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -22,6 +23,12 @@ from ollamacli.service.models import CreateSpec
 from tests.server.conftest import free_port
 from tests.server.metricstext import samples
 
+# Every cluster test: the real model, slow, and only where Ray is installed (the `cluster` extra).
+MARKS = [
+    pytest.mark.llama,
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ollamacli[cluster]"),
+]
 BASE = "smollm2:135m"
 SECOND = "second:latest"
 REPLICA = "X-Ollamacli-Replica"

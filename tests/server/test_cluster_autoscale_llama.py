@@ -6,7 +6,6 @@ A module of its own: its Ray instance starts after test_cluster_llama.py's has s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 from ollamacli.config import Settings
 from tests.server.raycluster import (
     BASE,
+    MARKS,
     REPLICA,
     Cluster,
     generate_body,
@@ -27,11 +27,7 @@ from tests.server.raycluster import (
     running_cluster,
 )
 
-pytestmark = [
-    pytest.mark.llama,
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ollamacli[cluster]"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")

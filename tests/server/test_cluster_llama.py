@@ -8,7 +8,6 @@ Skipped only when Ray is not installed (the `cluster` extra).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from tests.server.metricstext import value
 from tests.server.raycluster import (
     BASE,
     LONG,
+    MARKS,
     REPLICA,
     SECOND,
     Cluster,
@@ -39,11 +39,7 @@ from tests.server.raycluster import (
     running_cluster,
 )
 
-pytestmark = [
-    pytest.mark.llama,
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ollamacli[cluster]"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,21 @@ def create(services: Services, tmp_path: Path, name: str, **fields: object) -> s
     return name
 
 
+def harmony(settings: Settings, tmp_path: Path) -> tuple[Services, FakeFactory]:
+    """Services whose model `oss` reads gpt-oss channels (`PARSER harmony`)."""
+    factory = FakeFactory(chat_template=HARMONY_JINJA)
+    services = build_services(settings, factory)
+    create(services, tmp_path, "oss", parser="harmony")
+    return services, factory
+
+
+# gpt-oss's analysis message, then the start of a call to get_weather (its arguments follow)
+ANALYSIS_THEN_CALL = (
+    "<|channel|>analysis<|message|>Weather needed.<|end|>",
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+)
+
+
 def chat(services: Services, model: str, messages=ASK, **fields) -> list[object]:
     return list(services.chat.chat(ChatRequest(model, tuple(messages), **fields)))
 
@@ -157,14 +172,8 @@ def test_generate_separates_the_trace_too(services, tmp_path, fake_factory):
 
 
 def test_harmony_parser_reads_channels_with_control_tokens_printed(services, settings, tmp_path):
-    factory = FakeFactory(chat_template=HARMONY_JINJA)
-    services = build_services(settings, factory)
-    create(services, tmp_path, "oss", parser="harmony")
-    factory.enqueue(
-        "<|channel|>analysis<|message|>Weather needed.<|end|>",
-        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
-        '<|message|>{"city": "Paris"}<|end|>',
-    )
+    services, factory = harmony(settings, tmp_path)
+    factory.enqueue(*ANALYSIS_THEN_CALL, '<|message|>{"city": "Paris"}<|end|>')
     factory.enqueue("<|channel|>final<|message|>Plain.")
     assert split(chat(services, "oss", tools=(WEATHER_TOOL,))) == ("Weather needed.", "", [PARIS])
     assert split(chat(services, "oss", think=False)) == ("", "Plain.", [])
@@ -268,9 +277,7 @@ def test_a_forced_tool_call_follows_the_trace(services, tmp_path, fake_factory):
 
 
 def test_harmony_format_after_the_analysis_channel(services, settings, tmp_path):
-    factory = FakeFactory(chat_template=HARMONY_JINJA)
-    services = build_services(settings, factory)
-    create(services, tmp_path, "oss", parser="harmony")
+    services, factory = harmony(settings, tmp_path)
     factory.enqueue(
         "<|channel|>analysis<|message|>Count.<|end|>",
         '<|start|>assistant<|channel|>final<|message|>{"n": 2}',
@@ -332,9 +339,7 @@ def test_a_forced_call_of_a_harmony_model_follows_its_analysis(services, setting
     """gpt-oss with tool_choice required: an optional analysis message, then a commentary
     message to one of the functions (as shown: identifiers) with arguments fitting its
     schema; the reader maps the name back."""
-    factory = FakeFactory(chat_template=HARMONY_JINJA)
-    services = build_services(settings, factory)
-    create(services, tmp_path, "oss", parser="harmony")
+    services, factory = harmony(settings, tmp_path)
     factory.enqueue(
         "<|channel|>analysis<|message|>Weather needed.<|end|><|start|>assistant",
         '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}',
@@ -410,14 +415,8 @@ def test_olmo3_think_always_thinks(services, tmp_path, fake_factory):
 def test_harmony_call_arguments_that_are_not_json_fail_the_request(services, settings, tmp_path):
     """Ollama's harmony parser fails the request ("error parsing tool call"), after what it
     had already sent."""
-    factory = FakeFactory(chat_template=HARMONY_JINJA)
-    services = build_services(settings, factory)
-    create(services, tmp_path, "oss", parser="harmony")
-    factory.enqueue(
-        "<|channel|>analysis<|message|>Weather needed.<|end|>",
-        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
-        "<|message|>{city: Paris}",
-    )
+    services, factory = harmony(settings, tmp_path)
+    factory.enqueue(*ANALYSIS_THEN_CALL, "<|message|>{city: Paris}")
     stream = services.chat.chat(ChatRequest("oss", ASK, tools=(WEATHER_TOOL,)))
     assert next(stream) == ThinkingChunk("Weather needed.")
     with pytest.raises(EngineError, match=r"^error parsing tool call: raw='\{city: Paris\}'"):
