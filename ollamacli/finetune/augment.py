@@ -183,7 +183,7 @@ def rule_rewrites(question: str) -> list[str]:
     text = question.strip()
     if _CJK.search(text):
         core = text.rstrip(_ZH_END)
-        cores = [core, *_zh_variants(core)]
+        cores = [core, *zh_variants(core)]
         found = [_frame(frame, c) for c in cores for frame in _ZH_FRAMES]
         found += [frame.format(q=f"{core}？") for frame in _MIXED_FRAMES]
     else:
@@ -202,7 +202,8 @@ def _frame(frame: str, core: str) -> str:
     return frame.format(q=core)
 
 
-def _zh_variants(core: str) -> list[str]:
+def zh_variants(core: str) -> list[str]:
+    """Other wordings of a Chinese question's core: question-word synonyms, word orders."""
     variants = []
     for word, replacements in _ZH_SYNONYMS:
         if word in core:

@@ -9,8 +9,10 @@ the other language's words. Here the dictionary is CC-CEDICT (about 115,000 entr
 4.0, as shipped in the `pinyin` package of the `finetune` extra); a question is cut into words by
 bidirectional maximum matching against it, and each swapped word takes one of its first senses.
 The first rewrite of a question swaps every word it can for its first sense (an English gloss
-in Chinese word order); the others swap a seeded random half, each for one of its first two
-senses. Questions without Chinese get none.
+in Chinese word order); the others are drawn, by a seeded shuffle, from the full glosses of the
+question's rule variants (`--augment`'s other word orders and question words, e.g. `X是什么` ->
+`什么是X` -> `What is X`) and from copies with a random half of the words swapped, each taking one
+of its first two senses. Questions without Chinese get none.
 Nothing here knows the dataset: the same dictionary and rules apply to any Chinese question.
 """
 
@@ -25,17 +27,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ollamacli.errors import OptionalDependencyError
-from ollamacli.finetune.augment import Paraphraser
+from ollamacli.finetune.augment import Paraphraser, zh_variants
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
-_BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|[A-Za-z\u00c0-\u024f]*\|?[\u3400-\u9fff]+\S*")
+_NOTES = re.compile(r"\([^)]*\)|\[[^\]]*\]")  # (notes) and [pinyin]
+_CHINESE_REFERENCE = re.compile(r"\S*[\u3400-\u9fff]\S*")  # e.g. `什么`, `什麼|什么`
 _SKIPPED_SENSES = (
     "CL:", "variant of", "old variant", "surname ", "see ", "abbr. ", "used in ", "also pr.",
     "also written", "erhua variant",
 )  # fmt: skip
 _SENSES = 2  # a word swapped in a half takes one of its first two senses
 _LONGEST = 6  # longest word looked up, in characters
+_ZH_END = "？?。！!．. "
 _PUNCTUATION = {"？": "?", "，": ",", "。": ".", "！": "!", "：": ":", "、": ","}
 _ASCII_PUNCTUATION = frozenset(_PUNCTUATION.values())
 
@@ -67,7 +71,10 @@ def _clean(sense: str) -> str:
     """A sense as plain words: no notes in brackets, no Chinese, no leading `to `."""
     if sense.startswith(_SKIPPED_SENSES):
         return ""
-    text = " ".join(_BRACKETS.sub(" ", sense).split()).strip(" ?;,")
+    text = _CHINESE_REFERENCE.sub(" ", _NOTES.sub(" ", sense))
+    text = " ".join(text.split()).strip(" ?;,")
+    if text.endswith(" of"):  # what it referred to was Chinese: `dialectal equivalent of 什么`
+        return ""
     return text.removeprefix("to ") if text.startswith("to ") and " " in text else text
 
 
@@ -106,24 +113,37 @@ def _backward(text: str, words: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 def codeswitch_rewrites(question: str, count: int, rng: random.Random) -> list[str]:
-    """Up to `count` rewrites of a Chinese question: a full gloss first, then random halves."""
+    """Up to `count` rewrites of a Chinese question: its full gloss first, then a seeded draw
+    from the full glosses of its rule variants (`augment.zh_variants`: other word orders and
+    question words) and random halves of the question."""
     text = question.strip()
     if count <= 0 or not _CJK.search(text):
         return []
     words = dictionary()
+    first = _glosses(text, words, rng, halves=0)
+    if not first:
+        return []
+    core = text.rstrip(_ZH_END)
+    pool = [g for v in zh_variants(core) for g in _glosses(v + text[len(core) :], words, rng)]
+    pool += _glosses(text, words, rng, halves=4 * count)[1:]
+    rng.shuffle(pool)
+    return list(dict.fromkeys([*first, *pool]))[:count]
+
+
+def _glosses(
+    text: str, words: dict[str, tuple[str, ...]], rng: random.Random, halves: int = 0
+) -> list[str]:
+    """The full gloss of `text` (first senses), then up to `halves` half-swapped copies."""
     cut = segment(text, words)
     swappable = [i for i, w in enumerate(cut) if _CJK.match(w[0]) and w in words]
     if not swappable:
         return []
     found = [_render(cut, set(swappable), words, None)]
-    for _ in range(4 * count):
-        if len(found) >= count or len(swappable) < 2:
-            break
-        half = set(rng.sample(swappable, len(swappable) // 2))
-        rewrite = _render(cut, half, words, rng)
-        if rewrite not in found:
-            found.append(rewrite)
-    return found[:count]
+    if len(swappable) > 1:
+        for _ in range(halves):
+            half = set(rng.sample(swappable, len(swappable) // 2))
+            found.append(_render(cut, half, words, rng))
+    return found
 
 
 def _render(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ollamacli.engine.base import ChatMessage
+from ollamacli.finetune.augment import zh_variants
 from ollamacli.finetune.codeswitch import (
     codeswitch_paraphraser,
     codeswitch_rewrites,
@@ -33,6 +34,7 @@ def test_the_dictionary_is_cc_cedict_with_cleaned_senses() -> None:
     assert "purchase" in words["购买"]
     # notes, Chinese cross-references and pronunciations are no senses
     assert not any("[" in s or "(" in s or "pr." in s for s in words["谁"])
+    assert "啥" not in words  # its only sense is "dialectal equivalent of 什么[shen2 me5]"
 
 
 def test_words_are_cut_by_the_matching_that_leaves_fewer_single_characters() -> None:
@@ -43,14 +45,22 @@ def test_words_are_cut_by_the_matching_that_leaves_fewer_single_characters() -> 
     assert segment("", words) == []
 
 
-def test_the_first_rewrite_glosses_every_word_the_others_half_of_them() -> None:
-    rewrites = codeswitch_rewrites("如何购买课程？", 3, random.Random(1))
+def test_the_first_rewrite_glosses_every_word_then_variants_and_halves() -> None:
+    rewrites = codeswitch_rewrites("如何购买课程？", 8, random.Random(1))
     assert rewrites[0] == "How purchase course?"  # first senses, Chinese word order
-    assert len(rewrites) == 3
-    assert len(set(rewrites)) == 3
-    for half in rewrites[1:]:
-        assert any("\u4e00" <= c <= "\u9fff" for c in half)  # some Chinese kept
-        assert any(c.isascii() and c.isalpha() for c in half)  # some English swapped in
+    assert len(rewrites) == len(set(rewrites)) == 8
+    # the rule variants' full glosses (other word orders, other question words) ...
+    glossed = {
+        codeswitch_rewrites(f"{v}？", 1, random.Random(1))[0] for v in zh_variants("如何购买课程")
+    }
+    assert "I should how purchase course?" in glossed  # 我该怎么购买课程
+    # ... or the question with about half its words swapped
+    for rewrite in rewrites[1:]:
+        chinese = any("\u4e00" <= c <= "\u9fff" for c in rewrite)
+        english = any(c.isascii() and c.isalpha() for c in rewrite)
+        assert (chinese and english) or rewrite in glossed, rewrite
+    assert any(r in glossed for r in rewrites[1:])
+    assert any(r not in glossed for r in rewrites[1:])
     # a word the dictionary lacks (a particle) stays as it is
     assert codeswitch_rewrites("课程可以退款吗？", 1, random.Random(1)) == [
         "Course can refund 吗？"
