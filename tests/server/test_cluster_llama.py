@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import ollama
 import pytest
 
 from ollamacli.config import Settings
@@ -103,6 +104,10 @@ def test_two_replicas_serve_two_models_concurrently_each_on_its_own_replica(
             if len(seen) == 2:
                 break
     assert seen == {first[0]: [SECOND, BASE], second[0]: [SECOND, BASE]}
+    # as the `ollama` client (and so `ollamacli ps`) reads it
+    with ollama.Client(host=cluster.url) as official:
+        listed = official.ps().models
+    assert sorted(m.model or "" for m in listed) == [SECOND, BASE]
     # /metrics too: each replica's series under its own `replica` label
     with cluster.client() as client:
         text = client.get("/metrics").text
