@@ -4,7 +4,7 @@
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
         [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--batch-size B] [--seed S] [--lora-dropout P]
         [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
-        [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--early-stop N] [--keep-base N] [--system TEXT] [--processes N]
+        [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--augment-keywords N] [--early-stop N] [--ema D] [--keep-base N] [--system TEXT] [--processes N]
 
 Runs in a private, temporary store. Prints the time to load the base into transformers, the
 training time (goal: at most 180 s on two cores), the losses (and eval losses), the adapter's
@@ -78,6 +78,7 @@ def run(
     keep_base: int = 0,
     augment_deletions: int = 0,
     augment_codeswitch: int = 0,
+    augment_keywords: int = 0,
 ) -> None:
     """Train, then score the training questions, the paraphrases and base knowledge."""
     with tempfile.TemporaryDirectory(prefix="ollamacli-bench-finetune-") as tmp:
@@ -97,6 +98,7 @@ def run(
                 augment=augment,
                 augment_deletions=augment_deletions,
                 augment_codeswitch=augment_codeswitch,
+                augment_keywords=augment_keywords,
                 keep_base=keep_base,
                 system=system,
                 adapter_out=root / "adapter.gguf",
@@ -155,6 +157,7 @@ def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
         "--prompt-loss", str(training.prompt_loss),
         "--augment-deletions", str(request.augment_deletions),
         "--augment-codeswitch", str(request.augment_codeswitch),
+        "--augment-keywords", str(request.augment_keywords), "--ema", str(training.ema),
     ]  # fmt: skip
     for option, value in (("--epochs", training.epochs), ("--max-steps", training.max_steps)):
         if value is not None:
@@ -214,7 +217,9 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=0)
     parser.add_argument("--augment-deletions", type=int, default=0)
     parser.add_argument("--augment-codeswitch", type=int, default=0)
+    parser.add_argument("--augment-keywords", type=int, default=0)
     parser.add_argument("--early-stop", type=int, default=0)
+    parser.add_argument("--ema", type=float, default=0.0)
     parser.add_argument("--keep-base", type=int, default=0, help="general rows answered by BASE")
     parser.add_argument("--system", default=None, help="trained with, and the model's SYSTEM")
     parser.add_argument(
@@ -246,6 +251,7 @@ def main() -> None:
         label_smoothing=args.label_smoothing,
         prompt_loss=args.prompt_loss,
         early_stop=args.early_stop,
+        ema=args.ema,
     )
     run(
         args.base,
@@ -260,6 +266,7 @@ def main() -> None:
         args.keep_base,
         args.augment_deletions,
         args.augment_codeswitch,
+        args.augment_keywords,
     )
 
 

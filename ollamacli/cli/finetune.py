@@ -102,6 +102,13 @@ def finetune(
         min=0,
         help="Add N copies of each Chinese question with words in English (CC-CEDICT glosses).",
     ),
+    augment_keywords: int = typer.Option(
+        0,
+        "--augment-keywords",
+        min=0,
+        help="Add N short questions per answer made of the words only that answer uses "
+        "(Chinese, and English glosses).",
+    ),
     augment_with: str | None = typer.Option(
         None, "--augment-with", help="Ask this model for the --augment rewrites instead."
     ),
@@ -140,6 +147,12 @@ def finetune(
         help="Stop after N epochs without a better validation loss (one --augment rewrite of "
         "each question is held out for it) and keep the best epoch (0: off).",
     ),
+    ema: float = typer.Option(
+        0.0,
+        "--ema",
+        help="Save a moving average of the weights over the steps, with this decay in [0, 1) "
+        "(e.g. 0.9; 0: the last step's weights).",
+    ),
 ) -> None:
     """Fine-tune a model on questions and answers (needs: pip install 'ollamacli[finetune]')."""
     from ollamacli.cli.wiring import services
@@ -169,6 +182,7 @@ def finetune(
         label_smoothing=label_smoothing,
         prompt_loss=prompt_loss,
         early_stop=early_stop,
+        ema=ema,
     )
     request = FinetuneRequest(
         model,
@@ -181,6 +195,7 @@ def finetune(
         augment=augment,
         augment_deletions=augment_deletions,
         augment_codeswitch=augment_codeswitch,
+        augment_keywords=augment_keywords,
         keep_base=keep_base,
         system=system,
     )

@@ -30,7 +30,7 @@ from ollamacli.errors import OptionalDependencyError
 from ollamacli.finetune.augment import Paraphraser, zh_variants
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
+_ENTRY = re.compile(r"^\S+ (\S+) \[([^\]]*)\] /(.*)/$")
 _NOTES = re.compile(r"\([^)]*\)|\[[^\]]*\]")  # (notes) and [pinyin]
 _CHINESE_REFERENCE = re.compile(r"\S*[\u3400-\u9fff]\S*")  # e.g. `什么`, `什麼|什么`
 _SKIPPED_SENSES = (
@@ -53,17 +53,27 @@ def _dictionary_file() -> Path:
 
 @functools.cache
 def dictionary() -> dict[str, tuple[str, ...]]:
-    """Simplified Chinese word -> its English senses, cleaned (first entry of a word wins)."""
+    """Simplified Chinese word -> its English senses, cleaned. A word's first entry wins, except
+    that a common word's entry replaces a name's (capitalised reading: `资源` is a resource
+    before it is Ziyuan county)."""
     senses: dict[str, tuple[str, ...]] = {}
+    names: set[str] = set()  # words whose kept entry is a name (`Zi1 yuan2`, a county)
     with gzip.open(_dictionary_file(), "rt", encoding="utf-8") as lines:
         for line in lines:
             match = _ENTRY.match(line.rstrip("\n"))
-            if match is None or match.group(1) in senses:
+            if match is None:
                 continue
-            cleaned = [_clean(s) for s in match.group(2).split("/")]
+            word, reading, glosses = match.groups()
+            if word in senses and (word not in names or reading[:1].isupper()):
+                continue
+            cleaned = [_clean(s) for s in glosses.split("/")]
             kept = tuple(s for s in cleaned if s)
             if kept:
-                senses[match.group(1)] = kept
+                senses[word] = kept
+                if reading[:1].isupper():
+                    names.add(word)
+                else:
+                    names.discard(word)
     return senses
 
 

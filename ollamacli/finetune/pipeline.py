@@ -29,6 +29,7 @@ from ollamacli.finetune.codeswitch import codeswitch_paraphraser
 from ollamacli.finetune.dataset import Example, load_dataset
 from ollamacli.finetune.evaluate import split_held_out
 from ollamacli.finetune.export import convert_peft_adapter
+from ollamacli.finetune.keywords import augment_keywords
 from ollamacli.finetune.merged import FILE_TYPES, FileType, GGUFMetadata, write_model_gguf
 from ollamacli.finetune.render import PromptFormat, TokenizedExample, tokenize_example
 from ollamacli.finetune.trainer import (
@@ -74,6 +75,8 @@ class FinetuneRequest:
     """Rewrites of each question with one character or word left out (--augment-deletions N)."""
     augment_codeswitch: int = 0
     """Rewrites of each Chinese question with words in English (--augment-codeswitch N)."""
+    augment_keywords: int = 0
+    """Short questions made of each answer's distinctive words (--augment-keywords N)."""
     keep_base: int = 0
     """General questions answered by BASE itself, trained alongside (--keep-base N)."""
     system: str | None = None
@@ -216,6 +219,8 @@ def _augmented(
         switch = codeswitch_paraphraser(request.training.seed)
         added = augment(rows, switch, request.augment_codeswitch, label="codeswitch")
         examples += added[len(rows) :]
+    if request.augment_keywords:
+        examples += augment_keywords(rows, request.augment_keywords, request.training.seed)
     return examples
 
 

@@ -58,6 +58,9 @@ class TrainingConfig:
     prompt_loss: float = 0.0
     """Weight of a loss on the prompt's tokens (system message, template, question) added to
     the answer's loss: the model also learns to predict the questions (0: answers only)."""
+    ema: float = 0.0
+    """Keep an exponential moving average of the trainable weights with this decay (e.g. 0.9)
+    and save the average instead of the last step's weights; 0 turns it off."""
     early_stop: int = 0
     """Stop when the validation loss (measured after every epoch) has not improved for this many
     epochs, and keep the weights of the best epoch; 0 turns it off."""
@@ -80,6 +83,7 @@ class TrainingConfig:
         for option, fraction in (
             ("--lora-dropout", self.lora_dropout),
             ("--label-smoothing", self.label_smoothing),
+            ("--ema", self.ema),
         ):
             if not 0.0 <= fraction < 1.0:
                 raise InvalidRequestError(f"{option} must be in [0, 1), got {fraction}")
@@ -91,6 +95,10 @@ class TrainingConfig:
         ):
             if number < 0:
                 raise InvalidRequestError(f"{option} must not be negative, got {number}")
+        if self.ema and self.early_stop:
+            raise InvalidRequestError(
+                "--ema and --early-stop each choose the weights kept: use one of them"
+            )
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise InvalidRequestError(f"unknown --lr-schedule {self.lr_schedule!r}")
 
@@ -296,6 +304,7 @@ def train(
     model = base.model if base.accelerator is None else base.accelerator.prepare_model(base.model)
     losses: list[float] = []
     stopper = _EarlyStop(base, config.early_stop, validation, config.batch_size)
+    average = _Average(base, config.ema)
     started = time.monotonic()
     noise = torch.Generator().manual_seed(config.seed + 1 + base.rank)  # own stream per process
     with _neftune(base, config.neftune_alpha, noise):
@@ -312,6 +321,7 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                average.update()
                 measured = len(losses) % every == 0 or len(losses) == total
                 eval_loss = evaluate_loss(base, held_out, config.batch_size) if measured else None
                 ends_epoch = first + config.batch_size >= len(order) or len(losses) == total
@@ -323,6 +333,7 @@ def train(
                     )
                     on_step(report)
     stopper.restore()
+    average.restore()
     if base.accelerator is not None:
         _leave_group(base.accelerator)
         del model  # the DistributedDataParallel wrapper goes once the group's workers are idle
@@ -343,6 +354,44 @@ def _leave_group(accelerator: Any) -> None:
     torch.distributed.barrier()
     time.sleep(0.25)  # releases the GIL to a worker still freeing its last work
     accelerator.end_training()  # leaves the process group; the weights are in place
+
+
+class _Average:
+    """An exponential moving average of the trainable weights (Polyak averaging), with the
+    usual warm-up: step t weighs in with at least 1/t (a plain mean of the steps so far until
+    the decay takes over), so the first, barely trained weights do not dominate."""
+
+    def __init__(self, base: LoadedBase, decay: float) -> None:
+        self._decay, self._steps = decay, 0
+        self._parameters = (
+            [(n, p) for n, p in base.model.named_parameters() if p.requires_grad] if decay else []
+        )
+        self._shadow: dict[str, Any] = {}
+
+    def update(self) -> None:
+        if not self._parameters:
+            return
+        import torch
+
+        self._steps += 1
+        keep = min(self._decay, (self._steps - 1) / self._steps)
+        with torch.no_grad():
+            for name, parameter in self._parameters:
+                shadow = self._shadow.get(name)
+                if shadow is None:
+                    self._shadow[name] = parameter.detach().clone()
+                else:
+                    shadow.mul_(keep).add_(parameter.detach(), alpha=1.0 - keep)
+
+    def restore(self) -> None:
+        """Put the average in place of the trained weights."""
+        if not self._shadow:
+            return
+        import torch
+
+        with torch.no_grad():
+            for name, parameter in self._parameters:
+                parameter.copy_(self._shadow[name])
 
 
 class _EarlyStop:

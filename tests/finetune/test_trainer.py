@@ -58,8 +58,10 @@ def test_learning_rate_defaults_per_method():
         ({"method": "qlora"}, "unknown method 'qlora': use lora or full"),
         ({"label_smoothing": 1.0}, r"--label-smoothing must be in \[0, 1\), got 1.0"),
         ({"prompt_loss": -0.5}, "--prompt-loss must not be negative, got -0.5"),
+        ({"ema": 1.0}, r"--ema must be in \[0, 1\), got 1.0"),
+        ({"ema": 0.9, "early_stop": 2}, "--ema and --early-stop each choose the weights kept.*"),
     ],
-    ids=["rank", "lr", "length", "method", "smoothing", "prompt-loss"],
+    ids=["rank", "lr", "length", "method", "smoothing", "prompt-loss", "ema", "ema-early-stop"],
 )
 def test_bad_settings_are_refused(fields, message):
     with pytest.raises(InvalidRequestError, match=f"^{message}$"):
@@ -164,6 +166,34 @@ def test_early_stop_ends_when_the_validation_loss_rises_and_keeps_the_best_epoch
     assert checked[-1] > min(checked)
     kept = evaluate_loss(base, contrary, 2)
     assert kept == pytest.approx(min(checked), rel=1e-5)  # the best epoch's weights
+
+
+def test_ema_keeps_the_moving_average_of_every_step_weights(tiny_hf):
+    import torch
+
+    base = LoadedBase(
+        copy.deepcopy(tiny_hf), SimpleNamespace(pad_token_id=2, eos_token_id=2), "cpu"
+    )
+    config = TrainingConfig(max_steps=6, batch_size=2, learning_rate=1e-2, ema=0.6)
+    prepare(base, config)
+    trained = [(n, p) for n, p in base.model.named_parameters() if p.requires_grad]
+    seen: list[dict[str, torch.Tensor]] = []
+    train(
+        base,
+        _examples(4),
+        config,
+        lambda _: seen.append({n: p.detach().clone() for n, p in trained}),
+    )
+    # step t's weights weigh in with max(1 - decay, 1 / t): a plain mean until the decay takes
+    # over (step 2 keeps 1/2 of the average; step 3 on keep 0.6, as 0.6 < 2/3)
+    expected = dict(seen[0])
+    for step, weights in enumerate(seen[1:], 2):
+        keep = min(0.6, (step - 1) / step)
+        expected = {n: keep * expected[n] + (1 - keep) * w for n, w in weights.items()}
+    last = seen[-1]
+    for name, parameter in trained:
+        assert torch.allclose(parameter, expected[name], atol=1e-6)
+    assert any(not torch.allclose(p, last[n]) for n, p in trained)  # not the last step's
 
 
 def test_without_early_stop_no_validation_loss_is_measured(tiny_hf):

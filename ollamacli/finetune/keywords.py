@@ -1,0 +1,105 @@
+# ruff: noqa: RUF001, RUF002  (Chinese templates use full-width punctuation)
+"""`finetune --augment-keywords N`: short questions made of the words that set an answer apart.
+
+Users often ask about what an answer talks about in words the training question never used
+("refund policy?" for an answer that explains the refund policy). Following doc2query-style
+pseudo-queries (Nogueira et al. 2019), each distinct answer gets N short questions built from
+its own distinctive words: words of the answer (cut by `codeswitch.segment` against CC-CEDICT)
+that appear in no other distinct answer of the dataset and are not function words,
+framed by a few templates (`退款政策？`, `关于价格`, `我想了解一下付费`) or in English through
+the words' first dictionary senses (`Refund policy?`). The queries are paired with the row's
+messages as they are (system message included); which words and templates each query takes is
+a seeded draw. Answers without Chinese distinctive words get none.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from ollamacli.engine.base import ChatMessage
+from ollamacli.finetune.codeswitch import dictionary, segment
+from ollamacli.finetune.dataset import Example
+
+_CJK = re.compile(r"^[\u3400-\u9fff]+$")
+# Function words and fillers that say nothing of what an answer is about.
+_FUNCTION_WORDS = frozenset((
+    "可以", "可能", "能够", "需要", "根据", "然后", "按照", "即可", "是的", "关于", "一个", "一些", "这个", "那个", "我们",
+    "你们", "他们", "以及", "或者", "还是", "但是", "因为", "所以", "如果", "就是", "已经", "进行", "通过", "包括", "具体",
+    "各种", "大部分", "其他", "还有", "之后", "以后", "之前", "请问", "如何", "怎么", "什么", "哪些", "哪里", "为什么", "提供",
+    "拥有",
+))  # fmt: skip
+_ZH_ONE = ("{a}？", "关于{a}", "我想了解一下{a}", "{a}怎么样？", "{a}的问题", "说说{a}")
+_ZH_TWO = ("{a}{b}？", "{a}和{b}", "关于{a}{b}", "我想了解{a}{b}")
+_EN_ONE = ("{A}?", "About {a}?", "{A}", "Tell me about {a}.")
+_EN_TWO = ("{A} {b}?", "{A} and {b}?", "About {a} and {b}?")
+
+
+def distinctive_words(answers: Sequence[str]) -> dict[str, list[str]]:
+    """Each answer -> its distinctive dictionary words, in order of first appearance."""
+    words = dictionary()
+    cuts = {a: list(dict.fromkeys(segment(a, words))) for a in dict.fromkeys(answers)}
+    seen_in = Counter(w for cut in cuts.values() for w in cut)
+    return {
+        answer: [
+            w
+            for w in cut
+            if len(w) >= 2
+            and _CJK.match(w)
+            and w in words
+            and w not in _FUNCTION_WORDS
+            and seen_in[w] == 1
+        ]
+        for answer, cut in cuts.items()
+    }
+
+
+def keyword_queries(words: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    """Up to `count` distinct short questions from `words` (Chinese, and English glosses)."""
+    if not words:
+        return []
+    senses = dictionary()
+    pool: list[str] = []
+    for index, a in enumerate(words):
+        english = _gloss(senses[a])
+        pool += [t.format(a=a) for t in _ZH_ONE]
+        pool += [t.format(a=english, A=english[:1].upper() + english[1:]) for t in _EN_ONE]
+        for b in words[index + 1 : index + 3]:  # a neighbour: words said together
+            b_english = _gloss(senses[b])
+            pool += [t.format(a=a, b=b) for t in _ZH_TWO]
+            pool += [
+                t.format(a=english, A=english[:1].upper() + english[1:], b=b_english)
+                for t in _EN_TWO
+            ]
+    rng.shuffle(pool)
+    return list(dict.fromkeys(pool))[:count]
+
+
+def _gloss(senses: Sequence[str]) -> str:
+    """The first sense that is not a name (a place or a person: capitalised in CC-CEDICT)."""
+    return next((s for s in senses if not s[:1].isupper()), senses[0])
+
+
+def augment_keywords(examples: Sequence[Example], count: int, seed: int = 0) -> list[Example]:
+    """`count` keyword questions per distinct answer of the single-question rows, each paired
+    with the messages of the answer's first such row (its question replaced)."""
+    if count <= 0:
+        return []
+    firsts: dict[str, Example] = {}
+    for example in examples:
+        users = [m for m in example.messages if m.role == "user"]
+        last = example.messages[-1]
+        if len(users) == 1 and last.role == "assistant":
+            firsts.setdefault(last.content, example)
+    distinctive = distinctive_words(list(firsts))
+    added = []
+    for answer, example in firsts.items():
+        rng = random.Random(f"{seed}:keywords:{answer}")
+        index = next(i for i, m in enumerate(example.messages) if m.role == "user")
+        for number, query in enumerate(keyword_queries(distinctive[answer], count, rng), 1):
+            messages = list(example.messages)
+            messages[index] = ChatMessage("user", query)
+            added.append(Example(tuple(messages), f"{example.location} (keywords {number})"))
+    return added

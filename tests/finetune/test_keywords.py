@@ -1,0 +1,95 @@
+# ruff: noqa: RUF001  (Chinese questions end in full-width punctuation)
+"""`--augment-keywords`: short questions made of the words only one answer uses."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from ollamacli.engine.base import ChatMessage
+from ollamacli.finetune.dataset import Example, load_dataset
+from ollamacli.finetune.keywords import augment_keywords, distinctive_words, keyword_queries
+from ollamacli.finetune.pipeline import FinetuneRequest, _augmented
+
+pytest.importorskip("pinyin", reason="needs ollamacli[finetune]")
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune" / "geektime.jsonl"
+REFUND = "根据平台的退款政策，购买后7天内可以申请退款，具体请查看平台的退款政策。"
+BUY = "你可以在课程页面点击“购买”按钮，然后按照提示进行支付即可。"
+PAID = "是的，极客时间的大部分课程都是需要付费的。你可以在平台上查看具体课程的价格。"
+
+
+def _row(question: str, answer: str, where: str = "data.jsonl:1") -> Example:
+    return Example((ChatMessage("user", question), ChatMessage("assistant", answer)), where)
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+def test_distinctive_words_are_in_one_answer_only_and_not_function_words() -> None:
+    words = distinctive_words([REFUND, BUY, PAID, REFUND])
+    assert list(words) == [REFUND, BUY, PAID]  # one entry per distinct answer
+    assert words[REFUND] == ["退款", "政策", "申请"]  # 购买 is in BUY too, 查看 in PAID
+    assert words[BUY] == ["页面", "点击", "按钮", "提示", "支付"]  # 可以, 然后, 按照, 即可: fillers
+    assert words[PAID] == ["极客", "时间", "付费", "价格"]  # 课程, 平台: in REFUND or BUY too
+    assert distinctive_words(["Only English here.", REFUND]) == {
+        "Only English here.": [],
+        REFUND: ["平台", "退款", "政策", "购买", "申请", "查看"],
+    }
+
+
+def test_queries_frame_the_words_in_chinese_and_in_their_english_senses() -> None:
+    queries = keyword_queries(["退款", "政策"], 100, random.Random(3))
+    assert len(queries) == len(set(queries)) > 20
+    for expected in (
+        "退款？",
+        "关于政策",
+        "退款政策？",
+        "Refund?",
+        "Refund policy?",
+        "About policy?",
+    ):
+        assert expected in queries
+    assert keyword_queries(["退款", "政策"], 4, random.Random(3)) == queries[:4]
+    assert keyword_queries([], 4, random.Random(3)) == []
+    # a word whose first dictionary entry is a name is glossed by its common sense
+    assert "Natural resource?" in keyword_queries(["资源"], 100, random.Random(0))
+
+
+def test_each_distinct_answer_gets_n_queries_with_its_first_row_context() -> None:
+    system = ChatMessage("system", "You are Xiao Ji.")
+    rows = [
+        Example((system, *_row("课程可以退款吗？", REFUND).messages), "data.jsonl:1"),
+        _row("退款政策是什么？", REFUND, "data.jsonl:2"),
+        _row("如何购买课程？", BUY, "data.jsonl:3"),
+        Example(  # two questions: no single question to replace
+            (*_row("a", BUY).messages, *_row("b", PAID).messages), "data.jsonl:4"
+        ),
+    ]
+    added = augment_keywords(rows, 3, seed=5)
+    assert [e.location for e in added] == [
+        *(f"data.jsonl:1 (keywords {n})" for n in (1, 2, 3)),
+        *(f"data.jsonl:3 (keywords {n})" for n in (1, 2, 3)),
+    ]
+    assert all(e.messages[0] == system for e in added[:3])  # the first row's system message
+    assert all(e.messages[-1].content == REFUND for e in added[:3])
+    assert all(e.messages[-1].content == BUY for e in added[3:])
+    assert augment_keywords(rows, 3, seed=5) == added  # seeded
+    assert augment_keywords(rows, 3, seed=6) != added
+    assert augment_keywords(rows, 0) == []
+
+
+def test_the_pipeline_adds_the_keyword_rows_after_the_other_rewrites() -> None:
+    rows = load_dataset(EXAMPLE)
+    request = FinetuneRequest("geek", "tiny", EXAMPLE, augment_codeswitch=1, augment_keywords=2)
+    examples = _augmented(request, list(rows), None, _ignore)
+    assert len(examples) == 8 + 8 + 16
+    assert all(" (codeswitch 1)" in e.location for e in examples[8:16])
+    assert [e.location.rsplit(" (", 1)[1] for e in examples[16:]] == [
+        "keywords 1)",
+        "keywords 2)",
+    ] * 8
+    assert {e.messages[-1].content for e in examples[16:]} == {e.messages[-1].content for e in rows}
