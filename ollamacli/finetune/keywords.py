@@ -4,10 +4,10 @@
 Users often ask about what an answer talks about in words the training question never used
 ("refund policy?" for an answer that explains the refund policy). Following doc2query-style
 pseudo-queries (Nogueira et al. 2019), each distinct answer gets N short questions built from
-its own distinctive words: words of the answer (cut by `codeswitch.segment` against CC-CEDICT)
-that appear in no other distinct answer of the dataset and are not function words,
-framed by a few templates (`退款政策？`, `关于价格`, `我想了解一下付费`) or in English through
-the words' first dictionary senses (`Refund policy?`). The queries are paired with the row's
+its own distinctive words (cut by `codeswitch.segment` against CC-CEDICT): words said more often
+in the answer and its training questions than in any other answer and its questions, function
+words left out. They are framed by a few templates (`退款政策？`, `关于价格`, `我想了解一下付费`),
+or in English by the words' first common senses (`Refund policy?`). The queries are paired with the row's
 messages as they are (system message included); which words and templates each query takes is
 a seeded draw. Answers without Chinese distinctive words get none.
 """
@@ -37,29 +37,33 @@ _EN_ONE = ("{A}?", "About {a}?", "{A}", "Tell me about {a}.")
 _EN_TWO = ("{A} {b}?", "{A} and {b}?", "About {a} and {b}?")
 
 
-def distinctive_words(answers: Sequence[str]) -> dict[str, list[str]]:
-    """Each answer -> its distinctive dictionary words, in order of first appearance."""
+def distinctive_words(rows: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each distinct answer of (question, answer) rows -> its distinctive dictionary words, in
+    order of first appearance: words said more often in this answer and its questions than in
+    any other answer and its questions (a word said as often elsewhere tells them apart from
+    nothing), function words left out."""
     words = dictionary()
-    cuts = {a: list(dict.fromkeys(segment(a, words))) for a in dict.fromkeys(answers)}
-    seen_in = Counter(w for cut in cuts.values() for w in cut)
+    counts: dict[str, Counter[str]] = {}
+    for question, answer in rows:
+        found = counts.setdefault(answer, Counter(segment(answer, words)))
+        found.update(segment(question, words))
     return {
         answer: [
             w
-            for w in cut
+            for w in found
             if len(w) >= 2
             and _CJK.match(w)
             and w in words
             and w not in _FUNCTION_WORDS
-            and seen_in[w] == 1
+            and all(found[w] > other[w] for a, other in counts.items() if a != answer)
         ]
-        for answer, cut in cuts.items()
+        for answer, found in counts.items()
     }
 
 
-def keyword_queries(words: Sequence[str], count: int, rng: random.Random) -> list[str]:
-    """Up to `count` distinct short questions from `words` (Chinese, and English glosses)."""
-    if not words:
-        return []
+def keyword_queries(words: Sequence[str], rng: random.Random) -> list[str]:
+    """Every distinct short question from `words` (Chinese, and English glosses), in an order
+    shuffled by `rng`."""
     senses = dictionary()
     pool: list[str] = []
     for index, a in enumerate(words):
@@ -74,7 +78,7 @@ def keyword_queries(words: Sequence[str], count: int, rng: random.Random) -> lis
                 for t in _EN_TWO
             ]
     rng.shuffle(pool)
-    return list(dict.fromkeys(pool))[:count]
+    return list(dict.fromkeys(pool))
 
 
 def _gloss(senses: Sequence[str]) -> str:
@@ -84,21 +88,29 @@ def _gloss(senses: Sequence[str]) -> str:
 
 def augment_keywords(examples: Sequence[Example], count: int, seed: int = 0) -> list[Example]:
     """`count` keyword questions per distinct answer of the single-question rows, each paired
-    with the messages of the answer's first such row (its question replaced)."""
+    with the messages of the answer's first such row (its question replaced). A question that
+    two answers' words make alike (`Pay?` from 付费 and from 支付) is given to neither."""
     if count <= 0:
         return []
     firsts: dict[str, Example] = {}
+    pairs: list[tuple[str, str]] = []
     for example in examples:
         users = [m for m in example.messages if m.role == "user"]
         last = example.messages[-1]
         if len(users) == 1 and last.role == "assistant":
             firsts.setdefault(last.content, example)
-    distinctive = distinctive_words(list(firsts))
+            pairs.append((users[0].content, last.content))
+    distinctive = distinctive_words(pairs)
+    queries = {
+        answer: keyword_queries(words, random.Random(f"{seed}:keywords:{answer}"))
+        for answer, words in distinctive.items()
+    }
+    shared = Counter(q for found in queries.values() for q in found)
     added = []
     for answer, example in firsts.items():
-        rng = random.Random(f"{seed}:keywords:{answer}")
         index = next(i for i, m in enumerate(example.messages) if m.role == "user")
-        for number, query in enumerate(keyword_queries(distinctive[answer], count, rng), 1):
+        unique = [q for q in queries[answer] if shared[q] == 1][:count]
+        for number, query in enumerate(unique, 1):
             messages = list(example.messages)
             messages[index] = ChatMessage("user", query)
             added.append(Example(tuple(messages), f"{example.location} (keywords {number})"))

@@ -29,20 +29,26 @@ def _ignore(_: object) -> None:
     return None
 
 
-def test_distinctive_words_are_in_one_answer_only_and_not_function_words() -> None:
-    words = distinctive_words([REFUND, BUY, PAID, REFUND])
+def test_distinctive_words_are_said_most_in_one_answer_and_its_questions() -> None:
+    rows = [
+        ("课程可以退款吗？", REFUND),
+        ("如何购买课程？", BUY),
+        ("课程需要付费吗？", PAID),
+        ("退款政策是什么？", REFUND),
+    ]
+    words = distinctive_words(rows)
     assert list(words) == [REFUND, BUY, PAID]  # one entry per distinct answer
-    assert words[REFUND] == ["退款", "政策", "申请"]  # 购买 is in BUY too, 查看 in PAID
-    assert words[BUY] == ["页面", "点击", "按钮", "提示", "支付"]  # 可以, 然后, 按照, 即可: fillers
-    assert words[PAID] == ["极客", "时间", "付费", "价格"]  # 课程, 平台: in REFUND or BUY too
-    assert distinctive_words(["Only English here.", REFUND]) == {
-        "Only English here.": [],
-        REFUND: ["平台", "退款", "政策", "购买", "申请", "查看"],
-    }
+    # 购买: once in REFUND, but in BUY and its question; 查看: once in REFUND and in PAID
+    assert words[REFUND] == ["平台", "退款", "政策", "申请"]
+    # 可以, 然后, 按照, 即可: function words
+    assert words[BUY] == ["页面", "点击", "购买", "按钮", "提示", "支付"]
+    # 课程: 3 times with PAID, twice with BUY, once with REFUND
+    assert words[PAID] == ["极客", "时间", "课程", "付费", "价格"]
+    assert distinctive_words([("Hello?", "Only English here.")]) == {"Only English here.": []}
 
 
 def test_queries_frame_the_words_in_chinese_and_in_their_english_senses() -> None:
-    queries = keyword_queries(["退款", "政策"], 100, random.Random(3))
+    queries = keyword_queries(["退款", "政策"], random.Random(3))
     assert len(queries) == len(set(queries)) > 20
     for expected in (
         "退款？",
@@ -53,10 +59,11 @@ def test_queries_frame_the_words_in_chinese_and_in_their_english_senses() -> Non
         "About policy?",
     ):
         assert expected in queries
-    assert keyword_queries(["退款", "政策"], 4, random.Random(3)) == queries[:4]
-    assert keyword_queries([], 4, random.Random(3)) == []
+    assert keyword_queries(["退款", "政策"], random.Random(3)) == queries  # seeded
+    assert keyword_queries(["退款", "政策"], random.Random(4)) != queries
+    assert keyword_queries([], random.Random(3)) == []
     # a word whose first dictionary entry is a name is glossed by its common sense
-    assert "Natural resource?" in keyword_queries(["资源"], 100, random.Random(0))
+    assert "Natural resource?" in keyword_queries(["资源"], random.Random(0))
 
 
 def test_each_distinct_answer_gets_n_queries_with_its_first_row_context() -> None:
@@ -93,3 +100,17 @@ def test_the_pipeline_adds_the_keyword_rows_after_the_other_rewrites() -> None:
         "keywords 2)",
     ] * 8
     assert {e.messages[-1].content for e in examples[16:]} == {e.messages[-1].content for e in rows}
+
+
+def test_a_question_two_answers_make_alike_is_given_to_neither() -> None:
+    rows = [_row("如何购买课程？", BUY), _row("课程需要付费吗？", PAID)]
+    added = augment_keywords(rows, 1000, seed=0)
+    by_answer = {
+        answer: {e.messages[0].content for e in added if e.messages[-1].content == answer}
+        for answer in (BUY, PAID)
+    }
+    assert "Tell me about price." in by_answer[PAID]  # 价格: PAID's alone
+    assert "说说支付" in by_answer[BUY]
+    # 支付 (BUY) and 付费 (PAID) are both glossed "pay"
+    assert "Pay?" not in by_answer[BUY] | by_answer[PAID]
+    assert not by_answer[BUY] & by_answer[PAID]
