@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
-        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--batch-size B] [--seed S] [--lora-dropout P]
+        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-layers N] [--batch-size B] [--seed S] [--lora-dropout P]
         [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
         [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--augment-keywords N] [--early-stop N] [--ema D] [--keep-base N] [--system TEXT] [--processes N]
 
@@ -150,6 +150,7 @@ def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
         "--learning-rate", str(training.lr), "--batch-size", str(training.batch_size),
         "--seed", str(training.seed), "--lr-schedule", training.lr_schedule,
         "--lora-dropout", str(training.lora_dropout), "--weight-decay", str(training.weight_decay),
+        "--lora-layers", str(training.lora_layers),
         "--neftune", str(training.neftune_alpha), "--augment", str(request.augment),
         "--early-stop", str(training.early_stop), "--adapter-out", str(request.adapter_out),
         "--keep-base", str(request.keep_base),
@@ -220,6 +221,7 @@ def main() -> None:
     parser.add_argument("--augment-keywords", type=int, default=0)
     parser.add_argument("--early-stop", type=int, default=0)
     parser.add_argument("--ema", type=float, default=0.0)
+    parser.add_argument("--lora-layers", type=int, default=0)
     parser.add_argument("--keep-base", type=int, default=0, help="general rows answered by BASE")
     parser.add_argument("--system", default=None, help="trained with, and the model's SYSTEM")
     parser.add_argument(
@@ -252,6 +254,7 @@ def main() -> None:
         prompt_loss=args.prompt_loss,
         early_stop=args.early_stop,
         ema=args.ema,
+        lora_layers=args.lora_layers,
     )
     run(
         args.base,

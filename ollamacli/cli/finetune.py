@@ -124,6 +124,13 @@ def finetune(
         None, "--system", help="System message trained with and set as the new model's SYSTEM."
     ),
     lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="Dropout on the LoRA input."),
+    lora_layers: int = typer.Option(
+        0,
+        "--lora-layers",
+        min=0,
+        help="Adapt only the last N transformer layers (0: all); the backward pass then stops "
+        "at the lowest adapted one.",
+    ),
     weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay."),
     neftune: float = typer.Option(
         0.0, "--neftune", help="NEFTune noise alpha on the input embeddings (0: off; try 5)."
@@ -176,6 +183,7 @@ def finetune(
         seed=seed,
         max_seq_length=max_seq_length,
         lora_dropout=lora_dropout,
+        lora_layers=lora_layers,
         weight_decay=weight_decay,
         neftune_alpha=neftune,
         lr_schedule=lr_schedule.value,

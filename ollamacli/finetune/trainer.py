@@ -48,6 +48,9 @@ class TrainingConfig:
     seed: int = 42
     max_seq_length: int = 1024
     lora_dropout: float = 0.0
+    lora_layers: int = 0
+    """Put adapters in the last N transformer layers only (0: all): the layers below keep the
+    base model's features, and the backward pass stops at the lowest adapted layer."""
     weight_decay: float = 0.0
     neftune_alpha: float = 0.0
     """NEFTune (Jain et al. 2023): uniform noise of this scale on the input embeddings while
@@ -92,6 +95,7 @@ class TrainingConfig:
             ("--neftune", self.neftune_alpha),
             ("--prompt-loss", self.prompt_loss),
             ("--early-stop", self.early_stop),
+            ("--lora-layers", self.lora_layers),
         ):
             if number < 0:
                 raise InvalidRequestError(f"{option} must not be negative, got {number}")
@@ -263,7 +267,14 @@ def prepare(base: LoadedBase, config: TrainingConfig) -> None:
     targets = [t for t in LORA_TARGETS if t in present]
     if not targets:
         raise FinetuneError("the model has none of the projections LoRA is applied to")
+    layers = int(getattr(base.model.config, "num_hidden_layers", 0) or 0)
+    last = (
+        {"layers_to_transform": list(range(layers - config.lora_layers, layers))}
+        if 0 < config.lora_layers < layers
+        else {}
+    )
     lora = peft.LoraConfig(
+        **last,
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,

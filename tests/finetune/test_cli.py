@@ -59,6 +59,18 @@ def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
     assert store().resolve(ModelName.parse("geek")).system == "You are Tiny."
 
 
+def test_lora_layers_puts_adapters_in_the_last_layers_only(cli, tiny):
+    result = cli(
+        "finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "1",
+        "--lora-layers", "1", "--ema", "0.5",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    (adapter,) = store().resolve(ModelName.parse("geek")).adapters
+    names = [t.name for t in read_gguf(adapter).tensors]
+    assert len(names) == 7 * 2  # one block x projections x (lora_a, lora_b)
+    assert all(n.startswith("blk.1.") for n in names)  # the tiny model's last block
+
+
 def test_missing_extra_names_the_install_command(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
     result = cli("finetune", "geek", "--from", "smollm2:135m", "--data", str(EXAMPLE))

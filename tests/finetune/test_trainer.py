@@ -58,10 +58,21 @@ def test_learning_rate_defaults_per_method():
         ({"method": "qlora"}, "unknown method 'qlora': use lora or full"),
         ({"label_smoothing": 1.0}, r"--label-smoothing must be in \[0, 1\), got 1.0"),
         ({"prompt_loss": -0.5}, "--prompt-loss must not be negative, got -0.5"),
+        ({"lora_layers": -1}, "--lora-layers must not be negative, got -1"),
         ({"ema": 1.0}, r"--ema must be in \[0, 1\), got 1.0"),
         ({"ema": 0.9, "early_stop": 2}, "--ema and --early-stop each choose the weights kept.*"),
     ],
-    ids=["rank", "lr", "length", "method", "smoothing", "prompt-loss", "ema", "ema-early-stop"],
+    ids=[
+        "rank",
+        "lr",
+        "length",
+        "method",
+        "smoothing",
+        "prompt-loss",
+        "layers",
+        "ema",
+        "ema-early-stop",
+    ],
 )
 def test_bad_settings_are_refused(fields, message):
     with pytest.raises(InvalidRequestError, match=f"^{message}$"):
@@ -120,6 +131,24 @@ def test_train_reports_every_step_and_lowers_the_loss(tiny_hf, method):
     ]
     assert losses == [s.loss for s in steps]
     assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_lora_layers_adapts_only_the_last_layers_and_still_learns(tiny_hf):
+    from tests.finetune.tiny import BLOCKS
+
+    base = LoadedBase(
+        copy.deepcopy(tiny_hf), SimpleNamespace(pad_token_id=2, eos_token_id=2), "cpu"
+    )
+    config = TrainingConfig(max_steps=4, batch_size=2, learning_rate=1e-2, lora_layers=1)
+    prepare(base, config)
+    adapted = {
+        int(name.split(".layers.")[1].split(".")[0])
+        for name, p in base.model.named_parameters()
+        if p.requires_grad
+    }
+    assert adapted == {BLOCKS - 1}
+    losses = train(base, _examples(4), config)
     assert losses[-1] < losses[0]
 
 
