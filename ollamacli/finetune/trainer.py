@@ -269,12 +269,12 @@ def prepare(base: LoadedBase, config: TrainingConfig) -> None:
         raise FinetuneError("the model has none of the projections LoRA is applied to")
     layers = int(getattr(base.model.config, "num_hidden_layers", 0) or 0)
     last = (
-        {"layers_to_transform": list(range(layers - config.lora_layers, layers))}
+        list(range(layers - config.lora_layers, layers))
         if 0 < config.lora_layers < layers
-        else {}
+        else None  # every layer
     )
     lora = peft.LoraConfig(
-        **last,
+        layers_to_transform=last,
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,

@@ -120,7 +120,8 @@ def test_default_finetune_answers_the_seed_questions_through_llama_cpp(
 @pytest.mark.timeout(1800)
 def test_exported_adapter_reproduces_peft_logits_on_smollm2(smollm2_path, tmp_path):
     """llama.cpp on an F32 copy of the dequantised base (the very weights transformers trained)
-    with our adapter must match peft; the same adapter without the q/k permutation must not."""
+    with our adapter (on the top 20 layers) must match peft; the same adapter without the q/k
+    permutation must not."""
     import llama_cpp
     import torch
 
@@ -157,7 +158,9 @@ def test_exported_adapter_reproduces_peft_logits_on_smollm2(smollm2_path, tmp_pa
     tokenized = [
         tokenize_example(e, fmt, loaded.encode, max_length=256) for e in load_dataset(EXAMPLE)
     ]
-    config = TrainingConfig(max_steps=2)
+    # Adapters in the last 20 of the 30 layers (`--lora-layers 20`): the GGUF holds those
+    # layers only, and llama.cpp applies them where peft does.
+    config = TrainingConfig(max_steps=2, lora_layers=20)
     prepare(loaded, config)
     train(loaded, tokenized, config)
     loaded.model.eval()
@@ -172,6 +175,9 @@ def test_exported_adapter_reproduces_peft_logits_on_smollm2(smollm2_path, tmp_pa
         BaseLayout.read(smollm2_path),
         tmp_path / "w.gguf",
     )
+
+    blocks = {int(t.name.split(".")[1]) for t in read_gguf(adapter).tensors}
+    assert blocks == set(range(10, 30))
 
     prompts = [list(t.input_ids) for t in tokenized[:2]]
     prompts.append(loaded.encode(fmt.template.render([Message("user", UNRELATED)])))
