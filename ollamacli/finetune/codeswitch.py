@@ -56,7 +56,19 @@ def dictionary() -> dict[str, tuple[str, ...]]:
     """Simplified Chinese word -> its English senses, cleaned. A word's first entry wins, except
     that a common word's entry replaces a name's (capitalised reading: `资源` is a resource
     before it is Ziyuan county)."""
+    return _entries()[0]
+
+
+def verb_senses() -> dict[str, tuple[bool, ...]]:
+    """Word -> for each of its `dictionary` senses, whether CC-CEDICT gives it as a verb (`to
+    refund`; the noun `refund` reads the same once cleaned)."""
+    return _entries()[1]
+
+
+@functools.cache
+def _entries() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[bool, ...]]]:
     senses: dict[str, tuple[str, ...]] = {}
+    verbs: dict[str, tuple[bool, ...]] = {}
     names: set[str] = set()  # words whose kept entry is a name (`Zi1 yuan2`, a county)
     with gzip.open(_dictionary_file(), "rt", encoding="utf-8") as lines:
         for line in lines:
@@ -66,15 +78,17 @@ def dictionary() -> dict[str, tuple[str, ...]]:
             word, reading, glosses = match.groups()
             if word in senses and (word not in names or reading[:1].isupper()):
                 continue
-            cleaned = [_clean(s) for s in glosses.split("/")]
-            kept = tuple(s for s in cleaned if s)
+            raw = glosses.split("/")
+            cleaned = [(_clean(s), s.startswith("to ")) for s in raw]
+            kept = tuple(s for s, _ in cleaned if s)
             if kept:
                 senses[word] = kept
+                verbs[word] = tuple(verb for s, verb in cleaned if s)
                 if reading[:1].isupper():
                     names.add(word)
                 else:
                     names.discard(word)
-    return senses
+    return senses, verbs
 
 
 def _clean(sense: str) -> str:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ollamacli.engine.base import ChatMessage
-from ollamacli.finetune.codeswitch import dictionary, segment
+from ollamacli.finetune.codeswitch import dictionary, segment, verb_senses
 from ollamacli.finetune.dataset import Example
 
 _CJK = re.compile(r"^[\u3400-\u9fff]+$")
@@ -35,6 +35,12 @@ _ZH_ONE = ("{a}？", "关于{a}", "我想了解一下{a}", "{a}怎么样？", "{
 _ZH_TWO = ("{a}{b}？", "{a}和{b}", "关于{a}{b}", "我想了解{a}{b}")
 _EN_ONE = ("{A}?", "About {a}?", "{A}", "Tell me about {a}.")
 _EN_TWO = ("{A} {b}?", "{A} and {b}?", "About {a} and {b}?")
+# Whole English questions, by the part of speech CC-CEDICT gives the sense (`to refund`: a verb).
+_EN_VERB = ("How do I {v}?", "Can I {v}?", "I want to {v}.")
+_EN_NOUN = ("What is the {n}?", "Is there {an} {n}?", "What about the {n}?")
+_EN_VERB_NOUN = ("How do I {v} the {n}?", "Can I {v} the {n}?")
+_PLACEHOLDERS = re.compile(r"\b(?:sth|sb|sb's|oneself)\b")
+_PREPOSITIONS = frozenset(("with", "for", "to", "on", "at", "in", "of", "about", "from", "into"))
 
 
 def distinctive_words(rows: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -70,6 +76,7 @@ def keyword_queries(words: Sequence[str], rng: random.Random) -> list[str]:
         english = _gloss(senses[a])
         pool += [t.format(a=a) for t in _ZH_ONE]
         pool += [t.format(a=english, A=english[:1].upper() + english[1:]) for t in _EN_ONE]
+        pool += _english_questions(a, None)
         for b in words[index + 1 : index + 3]:  # a neighbour: words said together
             b_english = _gloss(senses[b])
             pool += [t.format(a=a, b=b) for t in _ZH_TWO]
@@ -77,13 +84,50 @@ def keyword_queries(words: Sequence[str], rng: random.Random) -> list[str]:
                 t.format(a=english, A=english[:1].upper() + english[1:], b=b_english)
                 for t in _EN_TWO
             ]
+            pool += _english_questions(a, b)
     rng.shuffle(pool)
     return list(dict.fromkeys(pool))
 
 
+def _english_questions(a: str, b: str | None) -> list[str]:
+    """Whole English questions about word `a` (a verb: `How do I refund?`; otherwise a noun:
+    `Is there a policy?`), or with `b`, about a verb and the thing it is done to (`Can I apply
+    for the refund?`); none when the parts of speech do not fit."""
+    verb = _verb(a)
+    if b is None:
+        if verb:  # not when it needs an object: `get in touch with`
+            return (
+                []
+                if verb.rsplit(" ", 1)[-1] in _PREPOSITIONS
+                else [t.format(v=verb) for t in _EN_VERB]
+            )
+        noun = _gloss(dictionary()[a])
+        return [t.format(n=noun, an="an" if noun[:1] in "aeiou" else "a") for t in _EN_NOUN]
+    noun = _noun(b)
+    if not verb or not noun:
+        return []
+    return [t.format(v=verb, n=noun) for t in _EN_VERB_NOUN]
+
+
+def _noun(word: str) -> str:
+    """The word's first common sense that CC-CEDICT does not give as a verb ("" when none)."""
+    senses = zip(dictionary()[word], verb_senses()[word], strict=True)
+    return next((s for s, verb in senses if not verb and not s[:1].isupper()), "")
+
+
+def _verb(word: str) -> str:
+    """The word's first sense that CC-CEDICT gives as a verb, placeholders dropped (`apply for
+    sth` -> `apply for`), or "" when it has none."""
+    senses = zip(dictionary()[word], verb_senses()[word], strict=True)
+    sense = next((s for s, verb in senses if verb), "")
+    return " ".join(_PLACEHOLDERS.sub(" ", sense).split())
+
+
 def _gloss(senses: Sequence[str]) -> str:
-    """The first sense that is not a name (a place or a person: capitalised in CC-CEDICT)."""
-    return next((s for s in senses if not s[:1].isupper()), senses[0])
+    """The first sense that is not a name (a place or a person: capitalised in CC-CEDICT),
+    without placeholders (`apply for sth` -> `apply for`)."""
+    sense = next((s for s in senses if not s[:1].isupper()), senses[0])
+    return " ".join(_PLACEHOLDERS.sub(" ", sense).split()) or sense
 
 
 def augment_keywords(examples: Sequence[Example], count: int, seed: int = 0) -> list[Example]:

@@ -66,6 +66,27 @@ def test_queries_frame_the_words_in_chinese_and_in_their_english_senses() -> Non
     assert "Natural resource?" in keyword_queries(["资源"], random.Random(0))
 
 
+def test_english_questions_follow_the_part_of_speech_of_the_sense() -> None:
+    # 退款 is `to refund` (a verb), 政策 `policy` (a noun), 价格 `price`
+    queries = keyword_queries(["退款", "政策"], random.Random(3))
+    for expected in (
+        "How do I refund?",
+        "Can I refund?",
+        "I want to refund.",
+        "Is there a policy?",
+    ):
+        assert expected in queries
+    assert "Can I refund the policy?" in queries  # a verb, then the noun said with it
+    assert "How do I policy?" not in queries
+    assert "What is the refund?" not in queries
+    # `apply for sth`: the placeholder goes, and a verb that needs an object has no question alone
+    applying = keyword_queries(["申请", "退款"], random.Random(0))
+    assert "Can I apply for the refund?" in applying
+    assert not any("sth" in q for q in applying)
+    assert not {"How do I apply for?", "Can I apply for?", "I want to apply for."} & set(applying)
+    assert "Is there an artificial?" in keyword_queries(["人工"], random.Random(0))  # a/an
+
+
 def test_each_distinct_answer_gets_n_queries_with_its_first_row_context() -> None:
     system = ChatMessage("system", "You are Xiao Ji.")
     rows = [
