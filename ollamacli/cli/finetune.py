@@ -154,6 +154,12 @@ def finetune(
         help="Stop after N epochs without a better validation loss (one --augment rewrite of "
         "each question is held out for it) and keep the best epoch (0: off).",
     ),
+    stratify: bool = typer.Option(
+        False,
+        "--stratify",
+        help="Spread each answer's rows evenly over every epoch instead of a plain shuffle, so "
+        "the last steps see every answer.",
+    ),
     ema: float = typer.Option(
         0.0,
         "--ema",
@@ -191,6 +197,7 @@ def finetune(
         prompt_loss=prompt_loss,
         early_stop=early_stop,
         ema=ema,
+        stratify=stratify,
     )
     request = FinetuneRequest(
         model,

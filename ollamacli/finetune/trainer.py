@@ -64,6 +64,10 @@ class TrainingConfig:
     ema: float = 0.0
     """Keep an exponential moving average of the trainable weights with this decay (e.g. 0.9)
     and save the average instead of the last step's weights; 0 turns it off."""
+    stratify: bool = False
+    """Order each epoch so that every stretch of it holds each answer's rows in proportion (rows
+    with the same answer form a group; rows with an answer of their own share one), instead of
+    a plain shuffle: the last steps then see every answer, not a random few."""
     early_stop: int = 0
     """Stop when the validation loss (measured after every epoch) has not improved for this many
     epochs, and keep the weights of the best epoch; 0 turns it off."""
@@ -322,7 +326,7 @@ def train(
         for epoch in range(epochs):
             if stopper.stopped:
                 break
-            order = torch.randperm(len(examples), generator=generator).tolist()
+            order = epoch_order(examples, generator, stratify=config.stratify)
             for first in range(0, len(order), config.batch_size):
                 if len(losses) == total:
                     break
@@ -349,6 +353,34 @@ def train(
         _leave_group(base.accelerator)
         del model  # the DistributedDataParallel wrapper goes once the group's workers are idle
     return losses
+
+
+def epoch_order(
+    examples: Sequence[TokenizedExample], generator: Any, *, stratify: bool = False
+) -> list[int]:
+    """One epoch's order of the rows: a shuffle by `generator` (a torch.Generator), or with
+    `stratify`, each group's shuffled rows spread evenly over the epoch (row n of a group of k
+    at (n + u) / k, u a random offset per group), so any stretch holds every group in
+    proportion. A group is the rows that train the same answer tokens; rows with an answer of
+    their own form one group together."""
+    import torch
+
+    order: list[int] = torch.randperm(len(examples), generator=generator).tolist()
+    if not stratify:
+        return order
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index in order:
+        answer = tuple(t for t in examples[index].labels if t != IGNORE_INDEX)
+        groups.setdefault(answer, []).append(index)
+    alone = [rows[0] for rows in groups.values() if len(rows) == 1]
+    spread = [rows for rows in groups.values() if len(rows) > 1] + ([alone] if alone else [])
+    offsets: list[float] = torch.rand(len(spread), generator=generator).tolist()
+    placed = [
+        ((n + offsets[g]) / len(rows), index)
+        for g, rows in enumerate(spread)
+        for n, index in enumerate(rows)
+    ]
+    return [index for _, index in sorted(placed)]
 
 
 def _leave_group(accelerator: Any) -> None:

@@ -62,7 +62,7 @@ def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
 def test_lora_layers_puts_adapters_in_the_last_layers_only(cli, tiny):
     result = cli(
         "finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "1",
-        "--lora-layers", "1", "--ema", "0.5",
+        "--lora-layers", "1", "--ema", "0.5", "--stratify",
     )  # fmt: skip
     assert result.code == 0, result.err
     (adapter,) = store().resolve(ModelName.parse("geek")).adapters

@@ -18,6 +18,7 @@ from ollamacli.finetune.trainer import (
     TrainingStep,
     batch_loss,
     collate,
+    epoch_order,
     evaluate_loss,
     prepare,
     require_stack,
@@ -100,6 +101,27 @@ def test_collate_pads_right_and_masks_padding(stack):
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 2, 2]]
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_a_stratified_epoch_spreads_every_answer_over_the_epoch(stack):
+    import torch
+
+    def row(question: int, answer: int) -> TokenizedExample:
+        return TokenizedExample((question, answer, 0), (IGNORE_INDEX, answer, 0))
+
+    # answer 1: 12 rows, answer 2: 6 rows, 6 rows with an answer of their own (one group)
+    rows = [row(q, 1) for q in range(12)] + [row(q, 2) for q in range(6)]
+    rows += [row(q, 10 + q) for q in range(6)]
+    group = [1] * 12 + [2] * 6 + [3] * 6
+    order = epoch_order(rows, torch.Generator().manual_seed(4), stratify=True)
+    assert sorted(order) == list(range(24))  # every row once
+    for start in range(0, 24, 8):  # any batch of 8 holds 4, 2 and 2 of the groups
+        counts = [group[i] for i in order[start : start + 8]]
+        assert sorted(counts) == [1, 1, 1, 1, 2, 2, 3, 3]
+    assert epoch_order(rows, torch.Generator().manual_seed(4), stratify=True) == order
+    assert epoch_order(rows, torch.Generator().manual_seed(5), stratify=True) != order
+    plain = epoch_order(rows, torch.Generator().manual_seed(4))
+    assert plain == torch.randperm(24, generator=torch.Generator().manual_seed(4)).tolist()
 
 
 def _examples(count: int) -> list[TokenizedExample]:
