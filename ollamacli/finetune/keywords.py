@@ -7,8 +7,9 @@ pseudo-queries (Nogueira et al. 2019), each distinct answer gets N short questio
 its own distinctive words (cut by `codeswitch.segment` against CC-CEDICT): words said more often
 in the answer and its training questions than in any other answer and its questions, function
 words left out. They are framed by a few templates (`退款政策？`, `关于价格`, `我想了解一下付费`),
-or in English by the words' first common senses (`Refund policy?`). The queries are paired with the row's
-messages as they are (system message included); which words and templates each query takes is
+or in English by the words' first common senses (`Refund policy?`), alone or in whole questions
+chosen by the sense's part of speech (CC-CEDICT writes verbs `to ...`: `How do I refund?`, `Is
+there a policy?`). The queries are paired with the row's messages as they are (system message included); which words and templates each query takes is
 a seeded draw. Answers without Chinese distinctive words get none.
 """
 
