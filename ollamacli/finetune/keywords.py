@@ -9,8 +9,9 @@ in the answer and its training questions than in any other answer and its questi
 words left out. They are framed by a few templates (`退款政策？`, `关于价格`, `我想了解一下付费`),
 or in English by the words' first common senses (`Refund policy?`), alone or in whole questions
 chosen by the sense's part of speech (CC-CEDICT writes verbs `to ...`: `How do I refund?`, `Is
-there a policy?`). The queries are paired with the row's messages as they are (system message included); which words and templates each query takes is
-a seeded draw. Answers without Chinese distinctive words get none.
+there a policy?`). The queries are paired with the row's messages as they are (system message
+included); which words and templates each query takes is a seeded draw. Answers without Chinese
+distinctive words get none.
 """
 
 from __future__ import annotations
@@ -113,22 +114,26 @@ def _english_questions(a: str, b: str | None) -> list[str]:
 def _noun(word: str) -> str:
     """The word's first common sense that CC-CEDICT does not give as a verb ("" when none)."""
     senses = zip(dictionary()[word], verb_senses()[word], strict=True)
-    return next((s for s, verb in senses if not verb and not s[:1].isupper()), "")
+    return _plain(next((s for s, verb in senses if not verb and not s[:1].isupper()), ""))
 
 
 def _verb(word: str) -> str:
     """The word's first sense that CC-CEDICT gives as a verb, placeholders dropped (`apply for
     sth` -> `apply for`), or "" when it has none."""
     senses = zip(dictionary()[word], verb_senses()[word], strict=True)
-    sense = next((s for s, verb in senses if verb), "")
-    return " ".join(_PLACEHOLDERS.sub(" ", sense).split())
+    return _plain(next((s for s, verb in senses if verb), ""))
 
 
 def _gloss(senses: Sequence[str]) -> str:
     """The first sense that is not a name (a place or a person: capitalised in CC-CEDICT),
     without placeholders (`apply for sth` -> `apply for`)."""
     sense = next((s for s in senses if not s[:1].isupper()), senses[0])
-    return " ".join(_PLACEHOLDERS.sub(" ", sense).split()) or sense
+    return _plain(sense) or sense
+
+
+def _plain(sense: str) -> str:
+    """A sense without placeholders: `apply for sth` -> `apply for`."""
+    return " ".join(_PLACEHOLDERS.sub(" ", sense).split())
 
 
 def augment_keywords(examples: Sequence[Example], count: int, seed: int = 0) -> list[Example]:
