@@ -4,7 +4,7 @@
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
         [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-layers N] [--batch-size B] [--seed S] [--lora-dropout P]
         [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
-        [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--augment-keywords N] [--early-stop N] [--ema D] [--stratify] [--keep-base N] [--system TEXT] [--processes N]
+        [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--augment-keywords N] [--early-stop N] [--ema D] [--stratify] [--contrast W] [--keep-base N] [--system TEXT] [--processes N]
 
 Runs in a private, temporary store. Prints the time to load the base into transformers, the
 training time (goal: at most 180 s on two cores), the losses (and eval losses), the adapter's
@@ -159,6 +159,7 @@ def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
         "--augment-deletions", str(request.augment_deletions),
         "--augment-codeswitch", str(request.augment_codeswitch),
         "--augment-keywords", str(request.augment_keywords), "--ema", str(training.ema),
+        "--contrast", str(training.contrast),
     ]  # fmt: skip
     if training.stratify:
         command.append("--stratify")
@@ -224,6 +225,7 @@ def main() -> None:
     parser.add_argument("--early-stop", type=int, default=0)
     parser.add_argument("--ema", type=float, default=0.0)
     parser.add_argument("--stratify", action="store_true", help="spread each answer's rows")
+    parser.add_argument("--contrast", type=float, default=0.0, help="prototype loss weight")
     parser.add_argument("--lora-layers", type=int, default=0)
     parser.add_argument("--keep-base", type=int, default=0, help="general rows answered by BASE")
     parser.add_argument("--system", default=None, help="trained with, and the model's SYSTEM")
@@ -259,6 +261,7 @@ def main() -> None:
         ema=args.ema,
         lora_layers=args.lora_layers,
         stratify=args.stratify,
+        contrast=args.contrast,
     )
     run(
         args.base,

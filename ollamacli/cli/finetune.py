@@ -154,6 +154,13 @@ def finetune(
         help="Stop after N epochs without a better validation loss (one --augment rewrite of "
         "each question is held out for it) and keep the best epoch (0: off).",
     ),
+    contrast: float = typer.Option(
+        0.0,
+        "--contrast",
+        min=0.0,
+        help="Weight of a prototype loss that draws the questions of one answer together and "
+        "apart from the other answers' (where the answer starts; 0: off).",
+    ),
     stratify: bool = typer.Option(
         False,
         "--stratify",
@@ -198,6 +205,7 @@ def finetune(
         early_stop=early_stop,
         ema=ema,
         stratify=stratify,
+        contrast=contrast,
     )
     request = FinetuneRequest(
         model,

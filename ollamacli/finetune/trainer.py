@@ -68,6 +68,10 @@ class TrainingConfig:
     """Order each epoch so that every stretch of it holds each answer's rows in proportion (rows
     with the same answer form a group; rows with an answer of their own share one), instead of
     a plain shuffle: the last steps then see every answer, not a random few."""
+    contrast: float = 0.0
+    """Weight of a prototype loss on each row's representation where its answer starts (the
+    last layer's hidden state at the prompt's last token): rows with the same answer are drawn
+    to their answer's running centroid and away from the other answers' (0: off)."""
     early_stop: int = 0
     """Stop when the validation loss (measured after every epoch) has not improved for this many
     epochs, and keep the weights of the best epoch; 0 turns it off."""
@@ -98,6 +102,7 @@ class TrainingConfig:
             ("--weight-decay", self.weight_decay),
             ("--neftune", self.neftune_alpha),
             ("--prompt-loss", self.prompt_loss),
+            ("--contrast", self.contrast),
             ("--early-stop", self.early_stop),
             ("--lora-layers", self.lora_layers),
         ):
@@ -320,6 +325,7 @@ def train(
     losses: list[float] = []
     stopper = _EarlyStop(base, config.early_stop, validation, config.batch_size)
     average = _Average(base, config.ema)
+    prototypes = Prototypes() if config.contrast else None
     started = time.monotonic()
     noise = torch.Generator().manual_seed(config.seed + 1 + base.rank)  # own stream per process
     with _neftune(base, config.neftune_alpha, noise):
@@ -332,7 +338,7 @@ def train(
                     break
                 model.train()
                 chunk = [examples[i] for i in order[first : first + config.batch_size]]
-                losses.append(_step(base, model, chunk, pad, config))
+                losses.append(_step(base, model, chunk, pad, config, prototypes))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -489,6 +495,7 @@ def _step(
     chunk: Sequence[TokenizedExample],
     pad: int,
     config: TrainingConfig,
+    prototypes: Prototypes | None = None,
 ) -> float:
     """Forward and backward on this process's share of a batch; returns the batch's loss.
 
@@ -497,9 +504,10 @@ def _step(
     as DistributedDataParallel averages the gradients), so several processes compute the
     gradient one process would."""
 
+    contrast = (config.contrast, prototypes) if prototypes is not None else None
     if base.accelerator is None:
         batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
-        loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss)
+        loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss, contrast)
         loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13
         return float(loss.detach())
     mine = list(chunk[base.rank :: base.processes])
@@ -508,7 +516,7 @@ def _step(
     else:
         weight = sum(e.trained_tokens for e in mine) / sum(e.trained_tokens for e in chunk)
     batch = {k: v.to(base.device) for k, v in collate(mine, pad).items()}
-    loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss) * weight
+    loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss, contrast) * weight
     base.accelerator.backward(loss * base.processes)
     total = base.accelerator.reduce(loss.detach().reshape(1), reduction="sum")
     return float(total[0])
@@ -519,9 +527,11 @@ def batch_loss(
     batch: dict[str, torch.Tensor],
     label_smoothing: float = 0.0,
     prompt_weight: float = 0.0,
+    contrast: tuple[float, Prototypes] | None = None,
 ) -> torch.Tensor:
     """The mean cross-entropy over a collated batch's answer tokens (plus `prompt_weight` times
-    the mean over its `prompt_labels`, when the batch has them).
+    the mean over its `prompt_labels`, when the batch has them, and with `contrast`, its weight
+    times the prototype loss of the rows' representations).
 
     Logits are computed only where a trained token is predicted (the vocabulary projection of
     every other position is skipped: about a fifth of a small model's work on the prompt's
@@ -536,15 +546,62 @@ def batch_loss(
         wanted = wanted | (prompt[:, 1:] != IGNORE_INDEX)
     keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
     keep[:, :-1] = wanted
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
-    ).logits.float()
+    output = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep,
+        output_hidden_states=contrast is not None,
+    )
+    logits = output.logits.float()
     cross = torch.nn.functional.cross_entropy
     loss = cross(logits, labels[wanted], ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
     if prompt is not None and prompted:
         asked = cross(logits, prompt[:, 1:][wanted], ignore_index=IGNORE_INDEX)
         loss = loss + prompt_weight * asked
+    if contrast is not None:
+        weight, prototypes = contrast
+        # the position whose logits predict the answer's first token: the prompt's last
+        starts = (batch["labels"] != IGNORE_INDEX).int().argmax(dim=1) - 1
+        rows = torch.arange(len(starts))
+        features = output.hidden_states[-1][rows, starts].float()
+        answers = [tuple(row[row != IGNORE_INDEX].tolist()) for row in batch["labels"]]
+        loss = loss + weight * prototypes.loss(features, answers)
     return loss
+
+
+class Prototypes:
+    """A running centroid of the representations of each answer's rows, and the loss that draws
+    a row's representation to its answer's centroid and away from the others' (a softmax over
+    cosine similarities, as prototypical networks and supervised contrastive learning do)."""
+
+    TEMPERATURE = 0.1
+    MOMENTUM = 0.9  # a centroid keeps this much of itself at each update
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[int, ...]] = []
+        self._centroids: list[Any] = []
+
+    def loss(self, features: torch.Tensor, answers: Sequence[tuple[int, ...]]) -> torch.Tensor:
+        """The mean loss of these representations (one row each); then the centroids move
+        toward them (an answer met for the first time starts at its rows' mean)."""
+        import torch
+
+        unit = torch.nn.functional.normalize(features, dim=-1)
+        for answer in dict.fromkeys(answers):
+            mine = unit[[i for i, a in enumerate(answers) if a == answer]].detach().mean(dim=0)
+            if answer not in self._keys:
+                self._keys.append(answer)
+                self._centroids.append(torch.nn.functional.normalize(mine, dim=0))
+        centroids = torch.stack(self._centroids)
+        targets = torch.tensor([self._keys.index(a) for a in answers], device=unit.device)
+        similarity = unit @ centroids.to(unit.device).T / self.TEMPERATURE
+        loss = torch.nn.functional.cross_entropy(similarity, targets)
+        for answer in dict.fromkeys(answers):
+            index = self._keys.index(answer)
+            mine = unit[[i for i, a in enumerate(answers) if a == answer]].detach().mean(dim=0)
+            moved = self.MOMENTUM * self._centroids[index] + (1 - self.MOMENTUM) * mine
+            self._centroids[index] = torch.nn.functional.normalize(moved, dim=0)
+        return loss
 
 
 def _schedule(kind: Schedule, total: int) -> Callable[[int], float]:

@@ -62,7 +62,7 @@ def test_finetune_reports_every_step_and_creates_the_model(cli, tiny):
 def test_lora_layers_puts_adapters_in_the_last_layers_only(cli, tiny):
     result = cli(
         "finetune", "geek", "--from", tiny, "--data", str(EXAMPLE), "--max-steps", "1",
-        "--lora-layers", "1", "--ema", "0.5", "--stratify",
+        "--lora-layers", "1", "--ema", "0.5", "--stratify", "--contrast", "0.5",
     )  # fmt: skip
     assert result.code == 0, result.err
     (adapter,) = store().resolve(ModelName.parse("geek")).adapters
@@ -100,6 +100,7 @@ def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
         (["--label-smoothing", "1"], 1, "Error: --label-smoothing must be in [0, 1), got 1.0\n"),
         (["--prompt-loss", "-1"], 1, "Error: --prompt-loss must not be negative, got -1.0\n"),
         (["--augment-codeswitch", "-1"], 2, "Invalid value for '--augment-codeswitch'"),
+        (["--contrast", "-0.5"], 2, "Invalid value for '--contrast'"),
     ],
     ids=[
         "method",
@@ -110,6 +111,7 @@ def test_a_bad_dataset_is_reported_before_anything_loads(cli, tmp_path):
         "smoothing",
         "prompt",
         "codeswitch",
+        "contrast",
     ],
 )
 def test_bad_options_are_refused(cli, args, code, message):

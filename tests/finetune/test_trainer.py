@@ -14,6 +14,7 @@ from ollamacli.errors import InvalidRequestError, OptionalDependencyError
 from ollamacli.finetune.render import IGNORE_INDEX, TokenizedExample
 from ollamacli.finetune.trainer import (
     LoadedBase,
+    Prototypes,
     TrainingConfig,
     TrainingStep,
     batch_loss,
@@ -62,6 +63,7 @@ def test_learning_rate_defaults_per_method():
         ({"lora_layers": -1}, "--lora-layers must not be negative, got -1"),
         ({"ema": 1.0}, r"--ema must be in \[0, 1\), got 1.0"),
         ({"ema": 0.9, "early_stop": 2}, "--ema and --early-stop each choose the weights kept.*"),
+        ({"contrast": -1.0}, "--contrast must not be negative, got -1.0"),
     ],
     ids=[
         "rank",
@@ -73,6 +75,7 @@ def test_learning_rate_defaults_per_method():
         "layers",
         "ema",
         "ema-early-stop",
+        "contrast",
     ],
 )
 def test_bad_settings_are_refused(fields, message):
@@ -314,3 +317,68 @@ def test_prompt_loss_adds_the_weighted_loss_of_the_prompt_tokens(tiny_hf):
         assert float(batch_loss(model, batch)) == pytest.approx(answers, rel=1e-5)
         both = float(batch_loss(model, batch, prompt_weight=0.5))
     assert both == pytest.approx(answers + 0.5 * prompt, rel=1e-5)
+
+
+def test_contrast_adds_the_prototype_loss_where_each_answer_starts(tiny_hf):
+    import torch
+
+    rows = [
+        TokenizedExample((5, 6, 7, 8, 9), (IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 8, 9)),
+        TokenizedExample((14, 15, 8, 9), (IGNORE_INDEX, IGNORE_INDEX, 8, 9)),
+        TokenizedExample((11, 12, 13), (IGNORE_INDEX, 12, 13)),
+    ]
+    batch = collate(rows, pad_id=2)
+    with torch.no_grad():
+        answers = float(batch_loss(tiny_hf, batch))
+        hidden = tiny_hf(**batch, output_hidden_states=True).hidden_states[-1]
+        # the prompt's last token: positions 2, 1 and 0
+        unit = torch.nn.functional.normalize(hidden[[0, 1, 2], [2, 1, 0]], dim=-1)
+        first = torch.nn.functional.normalize(unit[:2].mean(dim=0), dim=0)
+        second = torch.nn.functional.normalize(unit[2], dim=0)
+        similarity = unit @ torch.stack([first, second]).T / Prototypes.TEMPERATURE
+        expected = float(torch.nn.functional.cross_entropy(similarity, torch.tensor([0, 0, 1])))
+        prototypes = Prototypes()
+        both = float(batch_loss(tiny_hf, batch, contrast=(0.5, prototypes)))
+        assert both == pytest.approx(answers + 0.5 * expected, rel=1e-5)
+        # then each centroid moves a tenth of the way toward its rows' mean, and is rescaled
+        moved = [
+            torch.nn.functional.normalize(0.9 * c + 0.1 * m, dim=0)
+            for c, m in ((first, unit[:2].mean(dim=0)), (second, unit[2]))
+        ]
+        similarity = unit @ torch.stack(moved).T / Prototypes.TEMPERATURE
+        later = float(torch.nn.functional.cross_entropy(similarity, torch.tensor([0, 0, 1])))
+        again = float(prototypes.loss(unit, [(8, 9), (8, 9), (12, 13)]))
+    assert again == pytest.approx(later, rel=1e-5)
+
+
+def test_training_with_contrast_draws_the_rows_of_one_answer_together(tiny_hf):
+    import torch
+
+    tokenizer = SimpleNamespace(pad_token_id=2, eos_token_id=2)
+    rows = [
+        TokenizedExample((20 + q, 30 + q, 40, 41), (IGNORE_INDEX, IGNORE_INDEX, 40, 41))
+        for q in range(4)
+    ] + [
+        TokenizedExample((50 + q, 60 + q, 40, 42), (IGNORE_INDEX, IGNORE_INDEX, 40, 42))
+        for q in range(4)
+    ]
+
+    def separation(model: Any) -> float:
+        batch = collate(rows, pad_id=2)
+        with torch.no_grad():
+            hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+        unit = torch.nn.functional.normalize(hidden[:, 1], dim=-1)
+        cosine = unit @ unit.T
+        same = torch.tensor([[(i < 4) == (j < 4) and i != j for j in range(8)] for i in range(8)])
+        other = torch.tensor([[(i < 4) != (j < 4) for j in range(8)] for i in range(8)])
+        return float(cosine[same].mean() - cosine[other].mean())
+
+    results = {}
+    for weight in (0.0, 1.0):
+        base = LoadedBase(copy.deepcopy(tiny_hf), tokenizer, "cpu")
+        config = TrainingConfig(max_steps=12, batch_size=4, learning_rate=1e-2, contrast=weight)
+        prepare(base, config)
+        losses = train(base, rows, config)
+        assert all(math.isfinite(loss) for loss in losses)
+        results[weight] = separation(base.model)
+    assert results[1.0] > results[0.0]
