@@ -325,7 +325,8 @@ def train(
     losses: list[float] = []
     stopper = _EarlyStop(base, config.early_stop, validation, config.batch_size)
     average = _Average(base, config.ema)
-    prototypes = Prototypes() if config.contrast else None
+    gather = None if base.accelerator is None else _gather_objects
+    prototypes = Prototypes(gather) if config.contrast else None
     started = time.monotonic()
     noise = torch.Generator().manual_seed(config.seed + 1 + base.rank)  # own stream per process
     with _neftune(base, config.neftune_alpha, noise):
@@ -387,6 +388,13 @@ def epoch_order(
         for n, index in enumerate(rows)
     ]
     return [index for _, index in sorted(placed)]
+
+
+def _gather_objects(rows: list[Any]) -> list[Any]:
+    """Every process's `rows`, concatenated in process order (a collective: all must call)."""
+    from accelerate.utils import gather_object
+
+    return list(gather_object(rows))
 
 
 def _leave_group(accelerator: Any) -> None:
@@ -504,8 +512,8 @@ def _step(
     as DistributedDataParallel averages the gradients), so several processes compute the
     gradient one process would."""
 
-    contrast = (config.contrast, prototypes) if prototypes is not None else None
     if base.accelerator is None:
+        contrast = (config.contrast, prototypes, True) if prototypes is not None else None
         batch = {k: v.to(base.device) for k, v in collate(chunk, pad).items()}
         loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss, contrast)
         loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13
@@ -516,6 +524,14 @@ def _step(
     else:
         weight = sum(e.trained_tokens for e in mine) / sum(e.trained_tokens for e in chunk)
     batch = {k: v.to(base.device) for k, v in collate(mine, pad).items()}
+    # The prototype loss is a mean over rows, not tokens: this share's mean weighs in by its
+    # part of the batch's rows once the whole loss is weighted by its part of the tokens.
+    rows = len(mine) / len(chunk)
+    contrast = (
+        (config.contrast * rows / weight if weight else 0.0, prototypes, weight > 0)
+        if prototypes is not None
+        else None
+    )
     loss = batch_loss(model, batch, config.label_smoothing, config.prompt_loss, contrast) * weight
     base.accelerator.backward(loss * base.processes)
     total = base.accelerator.reduce(loss.detach().reshape(1), reduction="sum")
@@ -527,7 +543,7 @@ def batch_loss(
     batch: dict[str, torch.Tensor],
     label_smoothing: float = 0.0,
     prompt_weight: float = 0.0,
-    contrast: tuple[float, Prototypes] | None = None,
+    contrast: tuple[float, Prototypes, bool] | None = None,
 ) -> torch.Tensor:
     """The mean cross-entropy over a collated batch's answer tokens (plus `prompt_weight` times
     the mean over its `prompt_labels`, when the batch has them, and with `contrast`, its weight
@@ -559,47 +575,59 @@ def batch_loss(
         asked = cross(logits, prompt[:, 1:][wanted], ignore_index=IGNORE_INDEX)
         loss = loss + prompt_weight * asked
     if contrast is not None:
-        weight, prototypes = contrast
+        weight, prototypes, counted = contrast
         # the position whose logits predict the answer's first token: the prompt's last
         starts = (batch["labels"] != IGNORE_INDEX).int().argmax(dim=1) - 1
         rows = torch.arange(len(starts))
         features = output.hidden_states[-1][rows, starts].float()
         answers = [tuple(row[row != IGNORE_INDEX].tolist()) for row in batch["labels"]]
-        loss = loss + weight * prototypes.loss(features, answers)
+        loss = loss + weight * prototypes.loss(features, answers, counted)
     return loss
 
 
 class Prototypes:
     """A running centroid of the representations of each answer's rows, and the loss that draws
     a row's representation to its answer's centroid and away from the others' (a softmax over
-    cosine similarities, as prototypical networks and supervised contrastive learning do)."""
+    cosine similarities, as prototypical networks and supervised contrastive learning do).
+
+    With several processes, `gather` collects every process's rows (detached), so that every
+    process moves the same centroids by the whole batch, as one process would."""
 
     TEMPERATURE = 0.1
     MOMENTUM = 0.9  # a centroid keeps this much of itself at each update
 
-    def __init__(self) -> None:
+    def __init__(self, gather: Callable[[list[Any]], list[Any]] | None = None) -> None:
+        self._gather = gather
         self._keys: list[tuple[int, ...]] = []
         self._centroids: list[Any] = []
 
-    def loss(self, features: torch.Tensor, answers: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, answers: Sequence[tuple[int, ...]], counted: bool = True
+    ) -> torch.Tensor:
         """The mean loss of these representations (one row each); then the centroids move
-        toward them (an answer met for the first time starts at its rows' mean)."""
+        toward the batch's rows (an answer met for the first time starts at its rows' mean).
+        Rows not `counted` (a process's stand-in share of a batch too small to split) add
+        nothing to the loss or the centroids."""
         import torch
 
         unit = torch.nn.functional.normalize(features, dim=-1)
-        for answer in dict.fromkeys(answers):
-            mine = unit[[i for i, a in enumerate(answers) if a == answer]].detach().mean(dim=0)
+        rows = list(zip(answers, unit.detach().cpu(), strict=True)) if counted else []
+        batch = self._gather(rows) if self._gather is not None else rows
+        means = {
+            answer: torch.stack([v for a, v in batch if a == answer]).mean(dim=0)
+            for answer in dict.fromkeys(a for a, _ in batch)
+        }
+        for answer, mean in means.items():
             if answer not in self._keys:
                 self._keys.append(answer)
-                self._centroids.append(torch.nn.functional.normalize(mine, dim=0))
-        centroids = torch.stack(self._centroids)
+                self._centroids.append(torch.nn.functional.normalize(mean, dim=0))
+        centroids = torch.stack(self._centroids).to(unit.device)
         targets = torch.tensor([self._keys.index(a) for a in answers], device=unit.device)
-        similarity = unit @ centroids.to(unit.device).T / self.TEMPERATURE
-        loss = torch.nn.functional.cross_entropy(similarity, targets)
-        for answer in dict.fromkeys(answers):
+        similarity = unit @ centroids.T / self.TEMPERATURE
+        loss = torch.nn.functional.cross_entropy(similarity, targets) * float(counted)
+        for answer, mean in means.items():
             index = self._keys.index(answer)
-            mine = unit[[i for i, a in enumerate(answers) if a == answer]].detach().mean(dim=0)
-            moved = self.MOMENTUM * self._centroids[index] + (1 - self.MOMENTUM) * mine
+            moved = self.MOMENTUM * self._centroids[index] + (1 - self.MOMENTUM) * mean
             self._centroids[index] = torch.nn.functional.normalize(moved, dim=0)
         return loss
 

@@ -46,7 +46,9 @@ def adapter_tensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_two_processes_train_as_one_and_only_the_main_one_writes(cli, tiny, tmp_path, monkeypatch):
+    # --contrast: its centroids are moved by every process's rows alike (gathered)
     common = ["--from", tiny, "--data", str(EXAMPLE), "--max-steps", "2", "--batch-size", "4"]
+    common += ["--contrast", "0.5"]
     alone = cli("finetune", "one", *common, "--adapter-out", str(tmp_path / "one.gguf"))
     assert alone.code == 0, alone.err
 

@@ -338,7 +338,7 @@ def test_contrast_adds_the_prototype_loss_where_each_answer_starts(tiny_hf):
         similarity = unit @ torch.stack([first, second]).T / Prototypes.TEMPERATURE
         expected = float(torch.nn.functional.cross_entropy(similarity, torch.tensor([0, 0, 1])))
         prototypes = Prototypes()
-        both = float(batch_loss(tiny_hf, batch, contrast=(0.5, prototypes)))
+        both = float(batch_loss(tiny_hf, batch, contrast=(0.5, prototypes, True)))
         assert both == pytest.approx(answers + 0.5 * expected, rel=1e-5)
         # then each centroid moves a tenth of the way toward its rows' mean, and is rescaled
         moved = [
