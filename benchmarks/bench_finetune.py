@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_finetune [--base smollm2:135m] [--data FILE]
         [--eval FILE] [--extra-eval FILE] [--method lora|full] [--max-steps N] [--epochs N]
-        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-layers N] [--batch-size B] [--seed S] [--lora-dropout P]
+        [--learning-rate LR] [--lora-rank R] [--lora-alpha A] [--lora-layers N] [--batch-size B] [--seed S | --seeds S,S,...] [--lora-dropout P]
         [--weight-decay W] [--neftune ALPHA] [--label-smoothing E] [--prompt-loss W] [--lr-schedule constant|linear|cosine]
         [--augment N] [--augment-deletions N] [--augment-codeswitch N] [--augment-keywords N] [--early-stop N] [--ema D] [--stratify] [--contrast W] [--keep-base N] [--system TEXT] [--processes N]
 
@@ -17,11 +17,14 @@ question ("What is the capital of France?") still draws the base model's knowled
 `--processes N` trains under `accelerate launch --multi_gpu --num_processes N` (gloo on the
 CPU), as a user would, and scores the model it created the same way. The load average and the
 CPU seconds are printed too: other work on a shared machine makes training several times slower.
+`--seeds 42,7,1,2,3,4,5` trains once per seed and ends with each seed's figures and, per
+paraphrase set, the lowest and the mean score and whether every seed reached 7 per 8.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import resource
@@ -45,6 +48,17 @@ from ollamacli.service.chat import ChatService
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 180.0
 UNRELATED = "What is the capital of France?"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One training run's figures, for the summary over several seeds."""
+
+    seed: int
+    exact: int
+    sets: tuple[tuple[int, int], ...]  # (exact, total) per paraphrase set, in the order given
+    kept: bool
+    train_seconds: float
 
 
 def _cpu() -> float:
@@ -79,7 +93,7 @@ def run(
     augment_deletions: int = 0,
     augment_codeswitch: int = 0,
     augment_keywords: int = 0,
-) -> None:
+) -> Scores:
     """Train, then score the training questions, the paraphrases and base knowledge."""
     with tempfile.TemporaryDirectory(prefix="ollamacli-bench-finetune-") as tmp:
         root = Path(tmp)
@@ -128,11 +142,15 @@ def run(
             trained = load_dataset(data)
             exact = score(services.chat, "bench-tuned", trained, _show_answer)
             print(f"exact answers: {exact.exact}/{exact.total} (goal 8 of 8)")
-            for path in (eval_data, extra_eval):
-                if path is not None:
-                    _paraphrases(services.chat, path)
+            sets = tuple(
+                _paraphrases(services.chat, path)
+                for path in (eval_data, extra_eval)
+                if path is not None
+            )
             unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
-            print(f"base knowledge: {'kept' if 'Paris' in unrelated else 'LOST'}: {unrelated!r}")
+            kept = "Paris" in unrelated
+            print(f"base knowledge: {'kept' if kept else 'LOST'}: {unrelated!r}")
+            return Scores(training.seed, exact.exact, sets, kept, train_seconds)
         finally:
             services.scheduler.close()
 
@@ -184,7 +202,7 @@ def _launch(request: FinetuneRequest, root: Path, processes: int) -> float:
     return float(found[2]) if found else float("nan")
 
 
-def _paraphrases(chat: ChatService, path: Path) -> None:
+def _paraphrases(chat: ChatService, path: Path) -> tuple[int, int]:
     unseen = score(chat, "bench-tuned", load_dataset(path), _show_answer)
     english = [a for a in unseen.answers if a.question.isascii()]
     chinese = [a for a in unseen.answers if not a.question.isascii()]
@@ -193,6 +211,32 @@ def _paraphrases(chat: ChatService, path: Path) -> None:
         f"(goal >= 7 per 8); Chinese {sum(a.is_exact for a in chinese)}/{len(chinese)}, "
         f"English {sum(a.is_exact for a in english)}/{len(english)}"
     )
+    return unseen.exact, unseen.total
+
+
+def summary(runs: list[Scores], names: list[str]) -> list[str]:
+    """Lines that sum up runs of one setting over several seeds: each seed's figures, then per
+    paraphrase set the lowest and the mean score and whether every seed reached 7 per 8 (the
+    goal holds for a setting only if it holds whichever seed a user happens to get)."""
+    lines = ["seed  exact  " + "  ".join(names) + "  base  training"]
+    for run in runs:
+        scored = "  ".join(f"{got}/{total}" for got, total in run.sets)
+        kept = "kept" if run.kept else "LOST"
+        lines.append(f"{run.seed:>4}  {run.exact}/8    {scored}  {kept}  {run.train_seconds:.1f} s")
+    for index, name in enumerate(names):
+        got = [run.sets[index][0] for run in runs]
+        total = runs[0].sets[index][1]
+        every = all(g * 8 >= 7 * total for g in got)
+        lines.append(
+            f"{name}: lowest {min(got)}/{total}, mean {sum(got) / len(got):.1f}/{total} over "
+            f"{len(got)} seeds; >= 7 per 8 for every seed: {'yes' if every else 'no'}"
+        )
+    lost = sum(not run.kept for run in runs)
+    lines.append(
+        f"exact 8/8: {sum(run.exact == 8 for run in runs)} of {len(runs)} seeds; "
+        f"base knowledge lost: {lost}"
+    )
+    return lines
 
 
 def main() -> None:
@@ -210,6 +254,11 @@ def main() -> None:
     parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42, help="adapter init, data order, rewrites")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds (e.g. 42,7,1,2,3,4,5): one run each, then a summary",
+    )
     parser.add_argument("--lora-dropout", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--neftune", type=float, default=0.0)
@@ -263,21 +312,31 @@ def main() -> None:
         stratify=args.stratify,
         contrast=args.contrast,
     )
-    run(
-        args.base,
-        args.data,
-        args.eval,
-        training,
-        args.augment,
-        args.eval_loss,
-        args.system,
-        args.extra_eval,
-        args.processes,
-        args.keep_base,
-        args.augment_deletions,
-        args.augment_codeswitch,
-        args.augment_keywords,
-    )
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    runs = []
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"=== seed {seed}")
+        runs.append(
+            run(
+                args.base,
+                args.data,
+                args.eval,
+                dataclasses.replace(training, seed=seed),
+                args.augment,
+                args.eval_loss,
+                args.system,
+                args.extra_eval,
+                args.processes,
+                args.keep_base,
+                args.augment_deletions,
+                args.augment_codeswitch,
+                args.augment_keywords,
+            )
+        )
+    if len(runs) > 1:
+        names = [p.name for p in (args.eval, args.extra_eval) if p is not None]
+        print("\n".join(summary(runs, names)))
 
 
 if __name__ == "__main__":
