@@ -55,7 +55,7 @@ class Scores:
     """One training run's figures, for the summary over several seeds."""
 
     seed: int
-    exact: int
+    exact: tuple[int, int]  # training questions answered exactly, of how many
     sets: tuple[tuple[int, int], ...]  # (exact, total) per paraphrase set, in the order given
     kept: bool
     train_seconds: float
@@ -150,7 +150,7 @@ def run(
             unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
             kept = "Paris" in unrelated
             print(f"base knowledge: {'kept' if kept else 'LOST'}: {unrelated!r}")
-            return Scores(training.seed, exact.exact, sets, kept, train_seconds)
+            return Scores(training.seed, (exact.exact, exact.total), sets, kept, train_seconds)
         finally:
             services.scheduler.close()
 
@@ -222,7 +222,10 @@ def summary(runs: list[Scores], names: list[str]) -> list[str]:
     for run in runs:
         scored = "  ".join(f"{got}/{total}" for got, total in run.sets)
         kept = "kept" if run.kept else "LOST"
-        lines.append(f"{run.seed:>4}  {run.exact}/8    {scored}  {kept}  {run.train_seconds:.1f} s")
+        right, asked = run.exact
+        lines.append(
+            f"{run.seed:>4}  {right}/{asked}    {scored}  {kept}  {run.train_seconds:.1f} s"
+        )
     for index, name in enumerate(names):
         got = [run.sets[index][0] for run in runs]
         total = runs[0].sets[index][1]
@@ -232,8 +235,9 @@ def summary(runs: list[Scores], names: list[str]) -> list[str]:
             f"{len(got)} seeds; >= 7 per 8 for every seed: {'yes' if every else 'no'}"
         )
     lost = sum(not run.kept for run in runs)
+    every_question = sum(got == asked for got, asked in (run.exact for run in runs))
     lines.append(
-        f"exact 8/8: {sum(run.exact == 8 for run in runs)} of {len(runs)} seeds; "
+        f"every training question exact: {every_question} of {len(runs)} seeds; "
         f"base knowledge lost: {lost}"
     )
     return lines
