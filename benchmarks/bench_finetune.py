@@ -13,7 +13,8 @@ temperature 0: how many training questions get exactly the trained answer (goal:
 many never-trained paraphrases get it, in all and per language (goal: at least 7 per 8;
 examples/finetune/geektime-paraphrases.jsonl, three per row, two Chinese and one English, and
 with --extra-eval a second set such as geektime-paraphrases-2.jsonl), and whether an unrelated
-question ("What is the capital of France?") still draws the base model's knowledge (Paris).
+question ("What is the capital of France?") still draws the base model's knowledge (Paris, in
+English: an answer that runs on into a trained Chinese answer counts as lost).
 `--processes N` trains under `accelerate launch --multi_gpu --num_processes N` (gloo on the
 CPU), as a user would, and scores the model it created the same way. The load average and the
 CPU seconds are printed too: other work on a shared machine makes training several times slower.
@@ -48,6 +49,7 @@ from ollamacli.service.chat import ChatService
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 180.0
 UNRELATED = "What is the capital of France?"
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,15 @@ class Scores:
     sets: tuple[tuple[int, int], ...]  # (exact, total) per paraphrase set, in the order given
     kept: bool
     train_seconds: float
+
+
+def knowledge_kept(answer: str) -> bool:
+    """Whether the answer to UNRELATED is still the base model's: it names Paris, in English.
+
+    A tuned model can say "Paris" and then run on into a trained Chinese answer
+    ("Paris是一个西部的大部分课程..."): that is knowledge lost to the fine-tune, not kept.
+    """
+    return "Paris" in answer and not _CJK.search(answer)
 
 
 def _cpu() -> float:
@@ -148,7 +159,7 @@ def run(
                 if path is not None
             )
             unrelated = ask(services.chat, "bench-tuned", [ChatMessage("user", UNRELATED)], 48)
-            kept = "Paris" in unrelated
+            kept = knowledge_kept(unrelated)
             print(f"base knowledge: {'kept' if kept else 'LOST'}: {unrelated!r}")
             return Scores(training.seed, (exact.exact, exact.total), sets, kept, train_seconds)
         finally:

@@ -1,6 +1,6 @@
 """The seed summary of benchmarks/bench_finetune: the goal holds only when every seed reaches it."""
 
-from benchmarks.bench_finetune import Scores, summary
+from benchmarks.bench_finetune import Scores, knowledge_kept, summary
 
 
 def test_the_summary_gives_each_seed_then_the_lowest_and_the_mean_per_set():
@@ -30,3 +30,11 @@ def test_seven_per_eight_for_every_seed_is_the_goal_met():
         Scores(7, (8, 8), ((20, 24),), True, 120.0),
     ]
     assert summary(uneven, ["set.jsonl"])[-2].endswith("every seed: no")
+
+
+def test_base_knowledge_is_kept_only_by_an_english_answer_naming_paris():
+    assert knowledge_kept("The capital of France is Paris.")
+    assert not knowledge_kept("The capital of France is Lyon.")
+    # seen on a tuned model: Paris, then a trained answer's words (README run 111)
+    assert not knowledge_kept("Paris是一个西部的大部分课程的都是需要付费的。你可以在平台上查")
+    assert not knowledge_kept("Paris 我是极客时间的小极")
