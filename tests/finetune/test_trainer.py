@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from ollamacli.finetune.trainer import (
     evaluate_loss,
     prepare,
     require_stack,
+    shared_prefix,
     train,
 )
 
@@ -317,6 +319,73 @@ def test_prompt_loss_adds_the_weighted_loss_of_the_prompt_tokens(tiny_hf):
         assert float(batch_loss(model, batch)) == pytest.approx(answers, rel=1e-5)
         both = float(batch_loss(model, batch, prompt_weight=0.5))
     assert both == pytest.approx(answers + 0.5 * prompt, rel=1e-5)
+
+
+def _prefixed_rows(prefix: int) -> list[TokenizedExample]:
+    """Three rows of different lengths after the same `prefix` tokens (answers after it)."""
+    common = tuple(range(100, 100 + prefix))
+    rows = []
+    for n, tail in enumerate([(7, 8, 9, 10), (11, 12, 13, 14, 15, 16), (17, 18, 19)]):
+        ids = (*common, 40 + n, *tail)
+        labels = (IGNORE_INDEX,) * (prefix + 1 + 1) + tuple(tail[1:])
+        rows.append(TokenizedExample(ids, labels))
+    return rows
+
+
+def test_shared_prefix_stops_at_the_first_difference_or_the_first_trained_token():
+    import torch
+
+    batch = collate(_prefixed_rows(20), pad_id=2)
+    keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    keep[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+    assert shared_prefix(batch["input_ids"], keep) == 20  # the rows differ at position 20
+    early = keep.clone()
+    early[1, 17] = True  # a loss on a prompt token predicted from position 17
+    assert shared_prefix(batch["input_ids"], early) == 17
+    short = collate(_prefixed_rows(10), pad_id=2)
+    assert shared_prefix(short["input_ids"], keep[:, : short["input_ids"].shape[1]]) == 0
+    one = collate(_prefixed_rows(20)[:1], pad_id=2)
+    assert shared_prefix(one["input_ids"], keep[:1, : one["input_ids"].shape[1]]) == 0
+
+
+def test_sharing_the_prefix_gives_the_loss_and_gradient_of_separate_rows(tiny_hf):
+    import peft
+    import torch
+
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        model = peft.get_peft_model(copy.deepcopy(tiny_hf), lora)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.3)
+    batch = collate(_prefixed_rows(24), pad_id=2)
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        loss = batch_loss(model, batch, share_prefix=share)
+        loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((float(loss.detach()), grads))
+    (alone, separate), (shared, together) = results
+    assert shared == pytest.approx(alone, rel=1e-5)
+    pairs = zip(separate, together, strict=True)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in pairs)
+    assert any(float(g.abs().max()) > 0 for g in together)
+
+
+def test_sharing_the_prefix_keeps_the_prototype_loss(tiny_hf):
+    import torch
+
+    batch = collate(_prefixed_rows(24), pad_id=2)
+    with torch.no_grad():
+        both = [
+            float(batch_loss(tiny_hf, batch, contrast=(0.5, Prototypes(), True), share_prefix=s))
+            for s in (False, True)
+        ]
+    assert both[1] == pytest.approx(both[0], rel=1e-5)
 
 
 def test_contrast_adds_the_prototype_loss_where_each_answer_starts(tiny_hf):
