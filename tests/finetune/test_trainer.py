@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import sys
-import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -348,19 +347,9 @@ def test_shared_prefix_stops_at_the_first_difference_or_the_first_trained_token(
     assert shared_prefix(one["input_ids"], keep[:1, : one["input_ids"].shape[1]]) == 0
 
 
-def test_sharing_the_prefix_gives_the_loss_and_gradient_of_separate_rows(tiny_hf):
-    import peft
-    import torch
+def test_sharing_the_prefix_gives_the_loss_and_gradient_of_separate_rows(peft_tiny):
 
-    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
-        model = peft.get_peft_model(copy.deepcopy(tiny_hf), lora)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0.0, 0.3)
+    model, _ = peft_tiny  # a random non-zero LoRA on every projection
     batch = collate(_prefixed_rows(24), pad_id=2)
     results = []
     for share in (False, True):
@@ -369,10 +358,12 @@ def test_sharing_the_prefix_gives_the_loss_and_gradient_of_separate_rows(tiny_hf
         loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13
         grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
         results.append((float(loss.detach()), grads))
+    model.zero_grad(set_to_none=True)  # the fixture is shared: leave no gradients on it
     (alone, separate), (shared, together) = results
     assert shared == pytest.approx(alone, rel=1e-5)
     pairs = zip(separate, together, strict=True)
-    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in pairs)
+    # float rounding only: each tensor within a millionth or so of its largest entry
+    assert all(float((a - b).abs().max()) <= 1e-5 * float(a.abs().max()) for a, b in pairs)
     assert any(float(g.abs().max()) > 0 for g in together)
 
 
