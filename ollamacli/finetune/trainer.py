@@ -645,7 +645,6 @@ def _cache_keyword(model: Any) -> str:
     import inspect
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(inner, "module", inner)  # a DistributedDataParallel wrapper
     parameters = inspect.signature(type(inner).forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
