@@ -10,7 +10,10 @@ streaming `/v1/chat/completions` requests, all clients started at once, and coun
 clients saw: aggregate = generated tokens / wall time, time to first token per client. A
 second case gives every client one ~1,000-token system prompt (agents and apps send one with
 every request). Build llama-server from the llama.cpp that the installed llama-cpp-python
-vendors (docs: ../shared/reference/measurements.md or README "Benchmarks").
+vendors (docs: ../shared/reference/measurements.md or README "Benchmarks"). Where that build
+has AMX, ollamacli keeps the weights out of llama.cpp's extra buffers (its AMX kernels crash,
+see `ollamacli.engine.native.extra_buffers_safe`), and llama-server gets `--no-repack` so that
+both run the same kernels.
 
 Goals (issue 11): 8 clients >= 1.0x llama-server and >= 1.45x our own 1 client; 1 client
 >= 0.97x llama-server; p99 time to first token at 8 clients <= 1.5 s; 16 clients 0 errors.
@@ -91,6 +94,15 @@ def start_ours(home: Path, threads: int, parallel: int) -> Server:
     return Server("ollamacli", process, url, "smollm2:135m", {"options": {"num_ctx": SLOT_CTX}})
 
 
+def same_buffers() -> list[str]:
+    """llama-server's flag for the weight buffers ollamacli uses with this build."""
+    import llama_cpp
+
+    from ollamacli.engine.native import extra_buffers_safe
+
+    return [] if extra_buffers_safe(llama_cpp.llama_print_system_info().decode()) else ["-nr"]
+
+
 def start_llama_server(binary: Path, threads: int, parallel: int) -> Server:
     port = free_port()
     process = subprocess.Popen(
@@ -110,6 +122,7 @@ def start_llama_server(binary: Path, threads: int, parallel: int) -> Server:
             str(port),
             "--host",
             "127.0.0.1",
+            *same_buffers(),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

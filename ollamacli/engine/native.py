@@ -69,6 +69,29 @@ _REQUIRED = (
 _backend_ready = False
 
 
+def extra_buffers_safe(system_info: str) -> bool:
+    """Whether llama.cpp may put weights in the CPU backend's extra buffer types (AMX tiles,
+    repacked layouts), given `llama_print_system_info()`'s text.
+
+    Not when the backend was built with AMX: in llama-cpp-python 0.3.36 the AMX matrix multiply
+    loads a tile configuration from the stack whose row and column stores the compiler dropped
+    (GCC 12 with -march=native on a Xeon with AMX: the configuration reads back as all zeros), so
+    the first tile instruction dies with SIGILL, the whole process with it (llama.cpp PR 26954,
+    open, moves the configuration out of the stack). There the weights stay in ordinary CPU
+    buffers: some quantization types lose a repacked fast path, nothing crashes.
+    """
+    return "AMX_INT8 = 1" not in system_info
+
+
+def _system_info(lib: Any) -> str:
+    """llama.cpp's build features ("AVX2 = 1 | AMX_INT8 = 1 | ..."), or "" when unavailable."""
+    info = getattr(lib, "llama_print_system_info", None)
+    if info is None:
+        return ""
+    text = info()
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
 def check_bindings(lib: Any) -> None:
     """Raise `ModelLoadError` when the installed llama-cpp-python lacks a call we make."""
     missing = [name for name in _REQUIRED if not hasattr(lib, name)]
@@ -113,6 +136,9 @@ class NativeModel:
         params.n_gpu_layers = 0x7FFFFFFF if lib.llama_supports_gpu_offload() else 0
         # mmap shares the file's pages between instances; a LoRA writes to the weights' copy.
         params.load_mode = lib.LLAMA_LOAD_MODE_NONE if adapter else lib.LLAMA_LOAD_MODE_MMAP
+        self.extra_buffers = extra_buffers_safe(_system_info(lib))
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = self.extra_buffers
         self._model = lib.llama_model_load_from_file(str(path).encode(), params)
         if not self._model:
             raise ModelLoadError(f"unable to load model {path}", path=str(path))
