@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from ollamacli.engine.native import plain_buffers_for_llama_class
+
 PROMPT = "Write a long story about a dragon who learns to cook."
 SEED = 42
 TEMPERATURE = 0.8
@@ -45,9 +47,12 @@ def bundled_model() -> Path:
 
 def raw_decode_rate(path: Path, tokens: int, threads: int) -> float:
     """Tokens/s of llama-cpp-python's own generate loop, first token excluded."""
-    from llama_cpp import Llama
+    import llama_cpp
 
-    llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, seed=SEED, verbose=False)
+    with plain_buffers_for_llama_class(llama_cpp.llama_cpp):
+        llm = llama_cpp.Llama(
+            model_path=str(path), n_ctx=4096, n_threads=threads, seed=SEED, verbose=False
+        )
     try:
         prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
         stamps: list[float] = []

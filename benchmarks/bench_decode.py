@@ -41,6 +41,7 @@ from typing import Any
 
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk
+from ollamacli.engine.native import plain_buffers_for_llama_class
 from ollamacli.names import ModelName
 from ollamacli.service import Services, build_services
 from ollamacli.service.chat import ChatDone, ChatRequest
@@ -121,14 +122,15 @@ class Raw:
         import llama_cpp
 
         self.lib = llama_cpp
-        self.llm: Any = llama_cpp.Llama(
-            str(model_path),
-            n_ctx=2048,
-            n_batch=512,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        with plain_buffers_for_llama_class(llama_cpp.llama_cpp):
+            self.llm: Any = llama_cpp.Llama(
+                str(model_path),
+                n_ctx=2048,
+                n_batch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.tokens = tokens
 

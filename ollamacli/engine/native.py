@@ -15,7 +15,9 @@ the model's vocabulary (tokenize, pieces) is read-only and may be used from any 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,28 @@ def extra_buffers_safe(system_info: str) -> bool:
     buffers: some quantization types lose a repacked fast path, nothing crashes.
     """
     return "AMX_INT8 = 1" not in system_info
+
+
+@contextlib.contextmanager
+def plain_buffers_for_llama_class(bindings: Any) -> Iterator[None]:
+    """Within the block, llama-cpp-python's high-level `Llama` (which benchmarks and tests load
+    as a baseline) keeps weights where `NativeModel` does: `bindings` is the `llama_cpp.llama_cpp`
+    module, whose `llama_model_default_params` `Llama` starts from."""
+    if extra_buffers_safe(_system_info(bindings)):
+        yield
+        return
+    original = bindings.llama_model_default_params
+
+    def plain() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = plain
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
 
 
 def _system_info(lib: Any) -> str:

@@ -11,10 +11,15 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from ollamacli.engine.native import NativeModel, extra_buffers_safe
+from ollamacli.engine.native import (
+    NativeModel,
+    extra_buffers_safe,
+    plain_buffers_for_llama_class,
+)
 
 pytestmark = pytest.mark.llama
 
@@ -66,3 +71,16 @@ def test_a_prompt_through_the_real_model_does_not_kill_the_process(smollm2_path:
     )
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert done.stdout.strip(), "no tokens generated"
+
+
+@pytest.mark.parametrize(("build", "extra"), [(AMX_BUILD, False), (AVX2_BUILD, True)])
+def test_the_llama_class_gets_the_same_buffers_within_the_block(build: str, extra: bool) -> None:
+    def defaults() -> SimpleNamespace:
+        return SimpleNamespace(use_extra_bufts=True)
+
+    bindings = SimpleNamespace(
+        llama_print_system_info=lambda: build.encode(), llama_model_default_params=defaults
+    )
+    with plain_buffers_for_llama_class(bindings):
+        assert bindings.llama_model_default_params().use_extra_bufts is extra
+    assert bindings.llama_model_default_params is defaults

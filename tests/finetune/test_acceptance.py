@@ -16,6 +16,7 @@ import pytest
 from ollamacli.cli.wiring import model_service
 from ollamacli.config import Settings
 from ollamacli.engine.base import ChatMessage, TextChunk
+from ollamacli.engine.native import plain_buffers_for_llama_class
 from ollamacli.finetune.dataset import load_dataset
 from ollamacli.gguffile import read_gguf
 from ollamacli.names import ModelName
@@ -186,9 +187,10 @@ def test_exported_adapter_reproduces_peft_logits_on_smollm2(smollm2_path, tmp_pa
             expected = loaded.model(torch.tensor([tokens])).logits[0].numpy()
         scale = np.abs(expected).max()
         for lora, close in ((adapter, True), (wrong, False)):
-            llm = llama_cpp.Llama(
-                str(base_f32), n_ctx=512, logits_all=True, verbose=False, lora_path=str(lora)
-            )
+            with plain_buffers_for_llama_class(llama_cpp.llama_cpp):
+                llm = llama_cpp.Llama(
+                    str(base_f32), n_ctx=512, logits_all=True, verbose=False, lora_path=str(lora)
+                )
             try:
                 llm.eval(tokens)
                 got = np.array(llm.scores[: len(tokens)])

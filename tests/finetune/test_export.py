@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ollamacli.engine.native import plain_buffers_for_llama_class
 from ollamacli.errors import FinetuneError
 from ollamacli.finetune.export import (
     LoraWeights,
@@ -166,14 +167,15 @@ def test_merged_gguf_loads_back_into_transformers_unchanged(tiny_hf, tiny_gguf):
 def _llama_logits(model: Path, tokens: list[int], lora: Path | None = None) -> np.ndarray:
     import llama_cpp
 
-    llm = llama_cpp.Llama(
-        str(model),
-        n_ctx=256,
-        logits_all=True,
-        verbose=False,
-        n_threads=2,
-        lora_path=str(lora) if lora else None,
-    )
+    with plain_buffers_for_llama_class(llama_cpp.llama_cpp):
+        llm = llama_cpp.Llama(
+            str(model),
+            n_ctx=256,
+            logits_all=True,
+            verbose=False,
+            n_threads=2,
+            lora_path=str(lora) if lora else None,
+        )
     try:
         llm.eval(tokens)
         return np.array(llm.scores[: len(tokens)])
