@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -95,11 +96,15 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 class ProgressDisplay:
     """Draws ProgressEvents: a bar per download (percent, size, rate, time left), a line per status."""
 
+    REFRESH_S = 0.1
+    """The shortest time between two redraws while bytes arrive."""
+
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._tasks: dict[str, TaskID] = {}
         self._settled: set[str] = set()
         self._last_status: str | None = None
+        self._drawn = 0.0
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.total:
@@ -113,6 +118,10 @@ class ProgressDisplay:
                 task = self._progress.add_task(event.status, total=event.total)
                 self._tasks[key] = task
             self._progress.update(task, completed=event.completed or 0, description=event.status)
+            now = time.monotonic()
+            if now - self._drawn >= self.REFRESH_S or (event.completed or 0) >= event.total:
+                self._drawn = now
+                self._progress.refresh()
             return
         if event.status != self._last_status:
             self._last_status = event.status
@@ -164,6 +173,10 @@ def progress_display(*, enabled: bool = True) -> Iterator[ProgressSink]:
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=False,
+        # Drawn from this thread only: rich's refresh thread and a status line printed here each
+        # move the cursor up by the bars' height as they last saw it, and when the two writes
+        # cross, a status line is overwritten and the bars are drawn twice (seen under load).
+        auto_refresh=False,
     )
     display = ProgressDisplay(progress)
     with progress:
