@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +20,6 @@ def fuzz_server(
     """`ollamacli serve` on a temporary store with SmolLM2 and its capped aliases (its Hugging
     Face endpoint is the local registry, which answers the Hub's API with 404s)."""
     server = FuzzServer(tmp_path_factory.mktemp("fuzz"), hf_endpoint=fuzz_registry.url)
-    harness.STATS.started = time.monotonic()
     try:
         server.start()
         yield server

@@ -76,12 +76,17 @@ def free_port() -> int:
 class Stats:
     """What the fuzzer sent and what came back, for the run's summary."""
 
-    started: float = field(default_factory=time.monotonic)
+    first: float | None = None  # when the first request was sent
+    last: float = 0.0  # when the last answer came back
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     slowest: dict[str, float] = field(default_factory=dict)
 
     def record(self, path: str, status: int, elapsed: float) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now - elapsed
+        self.last = now
         self.requests += 1
         self.statuses[status] += 1
         kind = route_kind(path)
@@ -90,7 +95,9 @@ class Stats:
     def summary(self) -> str:
         statuses = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
         slowest = ", ".join(f"{kind} {s:.2f}s" for kind, s in sorted(self.slowest.items()))
-        wall = time.monotonic() - self.started
+        # From the first request to the last answer: the fuzz tests run one after another, and
+        # the summary is printed when the whole session ends, long after them.
+        wall = self.last - self.first if self.first is not None else 0.0
         return (
             f"fuzz: {self.requests} requests in {wall:.1f}s; statuses {{{statuses}}}; "
             f"slowest {slowest}"

@@ -3,7 +3,7 @@
 Each test sends Hypothesis-generated requests and `FuzzServer.send` checks every answer (no
 500, the server alive and quiet, the API's error shape on 4xx, JSON that parses, latency under a
 bound linear in the request size). The run is derandomized (a fixed seed, no example database)
-and bounded: about a minute on 2 cores by default. For a release, run more examples per test:
+and bounded: about 20 s on 2 cores by default. For a release, run more examples per test:
 
     OLLAMACLI_FUZZ_EXAMPLES=2000 pytest tests/fuzz -p no:cacheprovider
 
