@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -46,15 +47,19 @@ _EMBED_SEQUENCES = 16
 """Inputs embedded together in one decode, at most."""
 _CANCEL_POLL = 0.1
 """Seconds: how often a waiting consumer looks at its request's CancelToken."""
+_FIRST_USE = threading.Lock()
+"""Held while the first use in a process routes llama.cpp's logs (see `LogRouter`)."""
 
 
 def _library() -> Any:
     """The `llama_cpp` module, imported on first use, with its logging routed away."""
     import llama_cpp
 
-    if LOGS.callback is None:  # first use in this process
-        close_devnull_at_exit(llama_cpp)
-    LOGS.install(llama_cpp)
+    if LOGS.callback is None:  # first use in this process (threads may arrive together)
+        with _FIRST_USE:
+            if LOGS.callback is None:
+                close_devnull_at_exit(llama_cpp)
+                LOGS.install(llama_cpp)
     return llama_cpp
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import logging
+import threading
 from collections import deque
 from typing import Any
 
@@ -24,16 +25,28 @@ _MIROSTAT_M = 100  # candidates mirostat v1 estimates from (llama.cpp's value)
 
 
 class LogRouter:
-    """Sends llama.cpp's log lines to `logging` (debug level) instead of stderr."""
+    """Sends llama.cpp's log lines to `logging` (debug level) instead of stderr.
+
+    Installed once per process under a lock: requests on several threads reach their first
+    use of llama.cpp together (a server's first requests), and two unguarded installs could
+    leave llama.cpp calling the callback whose Python object the other thread had just
+    replaced and freed (a segfault in the next log line, the model load's first).
+    """
 
     def __init__(self) -> None:
         self.callback: object | None = None  # kept alive: llama.cpp holds a raw pointer to it
         self.errors: deque[str] = deque(maxlen=8)
+        self._lock = threading.Lock()
 
     def install(self, lib: Any) -> None:
         """Replace llama-cpp-python's callback (it prints errors to stderr) with ours, once."""
         if self.callback is not None:
             return
+        with self._lock:
+            if self.callback is None:
+                self._install_locked(lib)
+
+    def _install_locked(self, lib: Any) -> None:
 
         @lib.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes CFUNCTYPE
         def forward(level: int, text: bytes, _user_data: object) -> None:

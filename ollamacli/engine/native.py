@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ _REQUIRED = (
 )
 
 _backend_ready = False
+_BACKEND_INIT = threading.Lock()
 
 
 def extra_buffers_safe(system_info: str) -> bool:
@@ -151,9 +153,10 @@ class NativeModel:
     def __init__(self, lib: Any, path: Path, *, adapter: Path | None = None) -> None:
         global _backend_ready
         check_bindings(lib)
-        if not _backend_ready:
-            lib.llama_backend_init()
-            _backend_ready = True
+        with _BACKEND_INIT:  # two first loads on two threads initialise the backend once
+            if not _backend_ready:
+                lib.llama_backend_init()
+                _backend_ready = True
         self._lib = lib
         self.path = path
         params = lib.llama_model_default_params()
