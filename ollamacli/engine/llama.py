@@ -13,7 +13,6 @@ import json
 import logging
 import queue
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -27,7 +26,7 @@ from ollamacli.engine.base import (
     TextChunk,
 )
 from ollamacli.engine.batch import BatchLoop, Job, JobEvent, LoopShape
-from ollamacli.engine.llamalib import LOGS, SamplerChain, close_devnull_at_exit
+from ollamacli.engine.llamalib import LOGS, SamplerChain
 from ollamacli.engine.native import ContextParams, NativeContext, NativeModel
 from ollamacli.engine.options import physical_cores
 from ollamacli.engine.promptcache import DEFAULT_BUDGET
@@ -47,19 +46,13 @@ _EMBED_SEQUENCES = 16
 """Inputs embedded together in one decode, at most."""
 _CANCEL_POLL = 0.1
 """Seconds: how often a waiting consumer looks at its request's CancelToken."""
-_FIRST_USE = threading.Lock()
-"""Held while the first use in a process routes llama.cpp's logs (see `LogRouter`)."""
 
 
 def _library() -> Any:
     """The `llama_cpp` module, imported on first use, with its logging routed away."""
     import llama_cpp
 
-    if LOGS.callback is None:  # first use in this process (threads may arrive together)
-        with _FIRST_USE:
-            if LOGS.callback is None:
-                close_devnull_at_exit(llama_cpp)
-                LOGS.install(llama_cpp)
+    LOGS.install(llama_cpp)  # once per process, whichever thread comes first
     return llama_cpp
 
 

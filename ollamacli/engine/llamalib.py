@@ -39,7 +39,8 @@ class LogRouter:
         self._lock = threading.Lock()
 
     def install(self, lib: Any) -> None:
-        """Replace llama-cpp-python's callback (it prints errors to stderr) with ours, once."""
+        """Replace llama-cpp-python's callback (it prints errors to stderr) with ours, once,
+        and have its /dev/null files closed at exit (the process's first use of the library)."""
         if self.callback is not None:
             return
         with self._lock:
@@ -56,6 +57,7 @@ class LogRouter:
                     self.errors.append(message)
                 logger.debug("llama.cpp[%d]: %s", level, message)
 
+        close_devnull_at_exit(lib)
         lib.llama_log_set(forward, ctypes.c_void_p(0))
         self.callback = forward
 
