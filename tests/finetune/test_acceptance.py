@@ -31,7 +31,7 @@ ROWS = [json.loads(line) for line in EXAMPLE.read_text(encoding="utf-8").splitli
 PARAPHRASES = EXAMPLE.with_name("geektime-paraphrases.jsonl")
 UNRELATED = "What is the capital of France?"
 PARAPHRASE_FLOOR = 4
-"""Of 24 paraphrases: half of the 8/24 the default training scored on 2 cores (README table)."""
+"""Of 24 paraphrases: half of the 8/24 the default training scored on 2 cores (docs/finetune-experiments.md, run 0)."""
 
 
 def chat(model: str, question: str) -> str:

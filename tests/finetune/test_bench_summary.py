@@ -35,6 +35,6 @@ def test_seven_per_eight_for_every_seed_is_the_goal_met():
 def test_base_knowledge_is_kept_only_by_an_english_answer_naming_paris():
     assert knowledge_kept("The capital of France is Paris.")
     assert not knowledge_kept("The capital of France is Lyon.")
-    # seen on a tuned model: Paris, then a trained answer's words (README run 111)
+    # seen on a tuned model: Paris, then a trained answer's words (docs/finetune-experiments.md, run 111)
     assert not knowledge_kept("Paris是一个西部的大部分课程的都是需要付费的。你可以在平台上查")
     assert not knowledge_kept("Paris 我是极客时间的小极")
